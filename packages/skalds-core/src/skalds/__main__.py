@@ -1,0 +1,7 @@
+"""``python -m skalds`` runs the ``skalds`` command."""
+
+import sys
+
+from skalds.cli import main
+
+sys.exit(main())

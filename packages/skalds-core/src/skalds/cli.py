@@ -1,0 +1,174 @@
+"""The ``skalds`` command: run a node (edge, node, single) or list worker classes.
+
+Worker classes come from installed packages (entry-point group ``skalds.workers``)
+and from ``--worker module:Class`` options: the operator names code to import here;
+YAML files and events only ever name a registered class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from skalds.__about__ import __version__
+from skalds.config.skald_config import SkaldConfig
+from skalds.errors import SkaldsError
+from skalds.utils.logging import configure_logging, logger
+
+__all__ = ["main"]
+
+
+def _import_worker(spec: str) -> type:
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise SkaldsError(f"--worker {spec!r}: expected module:Class, e.g. my_pkg.workers:MyWorker")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SkaldsError(f"--worker {spec!r}: cannot import {module_name}: {exc}") from exc
+    try:
+        cls = getattr(module, attr)
+    except AttributeError:
+        raise SkaldsError(f"--worker {spec!r}: {module_name} has no {attr}") from None
+    if not isinstance(cls, type):
+        raise SkaldsError(f"--worker {spec!r}: {attr} is not a class")
+    return cls
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-w",
+        "--worker",
+        action="append",
+        default=[],
+        metavar="MODULE:CLASS",
+        help="register a worker class (repeatable), besides installed ones",
+    )
+    parser.add_argument(
+        "--no-entry-points",
+        action="store_true",
+        help="do not load worker classes and plugins from installed packages",
+    )
+    parser.add_argument("--skald-id", help="this node's id (default: SKALD_ID or generated)")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default: LOG_LEVEL)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skalds",
+        description="Run supervised, long-lived task workers. Settings also come from "
+        "environment variables (SKALD_ID, KAFKA_HOST, REDIS_HOST, MONGO_HOST, "
+        "SKALDS_EVENT_BUS, ...) and a .env file.",
+    )
+    parser.add_argument("--version", action="version", version=f"skalds {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    edge = sub.add_parser(
+        "edge",
+        help="run the workers of a YAML file; edits apply live",
+        description="Run an edge node: the tasks are the YAML file's "
+        "TaskWorkers; editing the file adds, stops or updates "
+        "workers without a restart.",
+    )
+    edge.add_argument("file", help="the workers YAML (TaskWorkers: {id: {className, ...}})")
+    _common(edge)
+
+    node = sub.add_parser(
+        "node",
+        help="run a node that takes tasks from the event bus",
+        description="Run a node: tasks arrive as task.assign events; the "
+        "node reads them from the store and runs those whose "
+        "executor is this node.",
+    )
+    _common(node)
+
+    single = sub.add_parser(
+        "single",
+        help="run the first YAML worker in the foreground",
+        description="Run the first worker of the YAML file in this process "
+        "with no services. Exit code 0 finished (or stopped by "
+        "SIGTERM), 1 failed, 2 bad configuration.",
+    )
+    single.add_argument("file", help="the workers YAML")
+    _common(single)
+
+    workers = sub.add_parser(
+        "workers",
+        help="list the worker classes and their schemas",
+        description="List the worker classes this machine can run, where "
+        "each comes from, and its attachments JSON Schema.",
+    )
+    workers.add_argument("--json", action="store_true", help="print JSON")
+    _common(workers)
+    return parser
+
+
+def _config(args: argparse.Namespace, mode: str, yaml_file: str | None) -> SkaldConfig:
+    overrides: dict[str, Any] = {"skald_mode": mode}
+    if yaml_file:
+        overrides["yaml_file"] = yaml_file
+    if args.skald_id:
+        overrides["skald_id"] = args.skald_id
+    if args.log_level:
+        overrides["log_level"] = args.log_level
+    if args.no_entry_points:
+        overrides["load_entry_points"] = False
+    return SkaldConfig(**overrides)
+
+
+def _list_workers(app: Any, as_json: bool) -> int:
+    app._load_plugin_workers()
+    described = [w.describe() for w in app.registry]
+    if as_json:
+        print(json.dumps(described, indent=2))
+        return 0
+    if not described:
+        print(
+            "No worker classes found. Install a package that publishes 'skalds.workers' "
+            "entry points, or pass --worker module:Class."
+        )
+        return 0
+    for info in described:
+        props = info["schema"].get("properties", {})
+        required = set(info["schema"].get("required", []))
+        print(f"{info['className']}  ({info['source']})")
+        print(f"  live updates: {'yes' if info['supportsUpdate'] else 'no'}")
+        for name, prop in props.items():
+            kind = prop.get("type") or prop.get("$ref", "").rsplit("/", 1)[-1] or "any"
+            flag = "required" if name in required else f"default {prop.get('default')!r}"
+            print(f"  {name}: {kind} ({flag})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``skalds`` console script."""
+    args = _parser().parse_args(argv)
+    mode = {"edge": "edge", "node": "node", "single": "single_process", "workers": "node"}
+    try:
+        config = _config(args, mode[args.command], getattr(args, "file", None))
+    except ValidationError as exc:
+        print(f"skalds: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level, config.skald_id)
+    from skalds.node.skald import Skald
+
+    try:
+        app = Skald(config)
+        for spec in args.worker:
+            app.register_task_worker(_import_worker(spec))
+        if args.command == "workers":
+            return _list_workers(app, args.json)
+        return app.run()
+    except SkaldsError as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

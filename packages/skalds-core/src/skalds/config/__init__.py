@@ -1,0 +1,1 @@
+"""Configuration (seed import path ``skalds.config.skald_config``)."""

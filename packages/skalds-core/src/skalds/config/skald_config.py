@@ -1,0 +1,135 @@
+"""Node configuration: constructor arguments, environment variables and ``.env``.
+
+Every field can be given to ``SkaldConfig(...)`` by name or set in the environment
+under its upper-case name (``SKALD_MODE``, ``SKALD_ID``, ``YAML_FILE``,
+``KAFKA_HOST``...). Constructor arguments win over the environment, which wins over
+``.env``. Backends are picked by URL: set ``SKALDS_EVENT_BUS``/``SKALDS_CACHE``/
+``SKALDS_STORE`` directly, or the seed's host fields, which are turned into URLs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["SkaldConfig", "SkaldMode"]
+
+SkaldMode = Literal["edge", "node", "single_process"]
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+def _url_field(env: str, description: str) -> str | None:
+    return Field(
+        default=None,
+        validation_alias=AliasChoices(env, env.lower()),
+        description=description,
+    )
+
+
+class SkaldConfig(BaseSettings):
+    """Settings of one Skald node (and of the tools that talk to the same backends)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    # --- identity and mode (seed fields) ---
+    skald_mode: SkaldMode = "node"
+    skald_id: str = Field(default_factory=lambda: f"skalds-{uuid.uuid4().hex[:8]}")
+    yaml_file: str | None = None
+
+    # --- logging (seed fields) ---
+    log_level: str = "INFO"
+    log_path: str = "logs"
+    log_split_with_worker_id: bool = False
+    log_rotation_mb: int = Field(default=10, ge=1)
+    log_retention: int = Field(default=3, ge=0, description="rotated files kept per worker")
+
+    # --- services (seed fields; a host selects the real adapter) ---
+    redis_host: str | None = None
+    redis_port: int = 6379
+    redis_db: int = 0
+    redis_password: str | None = None
+    redis_username: str | None = None
+    kafka_host: str | None = None
+    kafka_port: int = 9092
+    kafka_username: str | None = None
+    kafka_password: str | None = None
+    kafka_security_protocol: str | None = None
+    kafka_sasl_mechanism: str | None = None
+    kafka_ssl_ca_file: str | None = None
+    kafka_topic_partitions: int = Field(default=3, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    mongo_host: str | None = None
+    db_name: str = "skalds"
+
+    # --- backend URLs (override the host fields) ---
+    event_bus_url: str | None = _url_field("SKALDS_EVENT_BUS", "event bus URL")
+    cache_url: str | None = _url_field("SKALDS_CACHE", "cache URL")
+    store_url: str | None = _url_field("SKALDS_STORE", "store URL")
+    runtime_url: str = Field(
+        default="local://", validation_alias=AliasChoices("SKALDS_RUNTIME", "skalds_runtime")
+    )
+
+    # --- supervision ---
+    max_workers: int = Field(default=500, ge=1, description="tasks this node runs at once")
+    cancel_grace_seconds: float = Field(default=5.0, ge=0)
+    heartbeat_interval: float = Field(default=1.0, gt=0)
+    node_ttl_seconds: float = Field(default=3.0, gt=0)
+    task_ttl_seconds: float = Field(default=10.0, gt=0)
+    reconcile_interval: float = Field(default=30.0, gt=0)
+    load_entry_points: bool = True
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {sorted(_LOG_LEVELS)}, not {value!r}")
+        return level
+
+    @field_validator("skald_id")
+    @classmethod
+    def _usable_id(cls, value: str) -> str:
+        if not value or any(c in value for c in " :/{}\n\t"):
+            raise ValueError(
+                f"skald_id {value!r} must be non-empty, without spaces, ':', '/' or braces"
+            )
+        return value
+
+    def resolved_event_bus_url(self) -> str:
+        """Return the event bus URL: explicit, else from ``kafka_host``, else ``memory://``."""
+        if self.event_bus_url:
+            return self.event_bus_url
+        if self.kafka_host:
+            return f"kafka://{self.kafka_host}:{self.kafka_port}"
+        return "memory://"
+
+    def resolved_cache_url(self) -> str:
+        """Return the cache URL: explicit, else from ``redis_host``, else ``memory://``."""
+        if self.cache_url:
+            return self.cache_url
+        if self.redis_host:
+            auth = ""
+            if self.redis_password:
+                user = quote(self.redis_username or "", safe="")
+                auth = f"{user}:{quote(self.redis_password, safe='')}@"
+            return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+        return "memory://"
+
+    def resolved_store_url(self) -> str:
+        """Return the store URL: explicit, else ``mongo_host`` (a mongodb:// URL), else memory."""
+        if self.store_url:
+            return self.store_url
+        if self.mongo_host:
+            host = self.mongo_host
+            return host if "://" in host else f"mongodb://{host}"
+        return "memory://"

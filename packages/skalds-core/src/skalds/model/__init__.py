@@ -1,0 +1,1 @@
+"""Data models shared by nodes, controllers and scripts (seed import paths)."""

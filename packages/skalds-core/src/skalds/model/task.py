@@ -1,0 +1,118 @@
+"""The task document: what runs, where, with which parameters, in which state.
+
+Field names are snake_case in Python and camelCase in storage (``className``,
+``lifecycleStatus``, ``createDateTime``...), so documents written by earlier Skalds
+versions read back unchanged. Times are integer milliseconds.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+from skalds.utils.time import now_ms
+
+__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "ModeEnum", "Task", "TaskLifecycleStatus"]
+
+_WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+class ModeEnum(StrEnum):
+    """How a task reaches a node."""
+
+    ACTIVE = "Active"
+    """Loaded from a node's YAML file and started right away (edge mode)."""
+    PASSIVE = "Passive"
+    """Assigned to a node by a controller or a script (node mode)."""
+    PASSIVE_PROCESS = "PassiveProcess"
+    """Runs inside one long-lived process (single_process mode)."""
+
+
+class TaskLifecycleStatus(StrEnum):
+    """Task lifecycle: Created → Assigning → Running → Finished | Failed | Cancelled."""
+
+    CREATED = "Created"
+    ASSIGNING = "Assigning"
+    RUNNING = "Running"
+    PAUSED = "Paused"
+    FINISHED = "Finished"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """True for Finished, Failed and Cancelled: nothing runs any more."""
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {TaskLifecycleStatus.FINISHED, TaskLifecycleStatus.FAILED, TaskLifecycleStatus.CANCELLED}
+)
+ACTIVE_STATUSES = frozenset(
+    {
+        TaskLifecycleStatus.CREATED,
+        TaskLifecycleStatus.ASSIGNING,
+        TaskLifecycleStatus.RUNNING,
+        TaskLifecycleStatus.PAUSED,
+    }
+)
+
+
+class Task(BaseModel):
+    """One unit of supervised work.
+
+    ``attachments`` is the worker's parameter model. It may be given as the worker's
+    pydantic model or as a plain dict (as read back from a store); nodes validate it
+    against the registered worker's model before starting or updating a worker.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, validate_assignment=False)
+
+    id: str = Field(min_length=1, max_length=256)
+    class_name: str = Field(alias="className", min_length=1, max_length=256)
+    source: str = "Unknown"
+    name: str | None = None
+    description: str | None = None
+    executor: str | None = None
+    dependencies: list[str] | None = None
+    mode: ModeEnum = ModeEnum.PASSIVE
+    create_date_time: int = Field(default_factory=now_ms, alias="createDateTime")
+    update_date_time: int = Field(default_factory=now_ms, alias="updateDateTime")
+    deadline_date_time: int = Field(
+        default_factory=lambda: now_ms() + _WEEK_MS, alias="deadlineDateTime"
+    )
+    lifecycle_status: TaskLifecycleStatus = Field(
+        default=TaskLifecycleStatus.CREATED, alias="lifecycleStatus"
+    )
+    is_persistent: bool = Field(default=False, alias="isPersistent")
+    priority: int = Field(default=0, ge=0, le=10)
+    attachments: Any = None
+    error_message: str | None = Field(default=None, alias="errorMessage")
+
+    @field_validator("attachments", mode="before")
+    @classmethod
+    def _model_or_mapping(cls, value: Any) -> Any:
+        if value is None or isinstance(value, BaseModel | dict):
+            return value
+        raise ValueError(
+            "attachments must be the worker's pydantic model or a mapping of its fields"
+        )
+
+    @field_serializer("attachments")
+    def _dump_attachments(self, value: BaseModel | dict[str, Any] | None) -> Any:
+        # Attachments are stored by alias so that existing documents and the
+        # worker models (which usually declare camelCase aliases) agree.
+        if isinstance(value, BaseModel):
+            return value.model_dump(mode="json", by_alias=True)
+        return value
+
+    def attachments_dict(self) -> dict[str, Any]:
+        """Return the attachments as a JSON-ready dict (by alias), ``{}`` when unset."""
+        dumped = self._dump_attachments(self.attachments)
+        return dict(dumped) if dumped else {}
+
+    def to_document(self) -> dict[str, Any]:
+        """Return the storage form: camelCase keys, enum values, JSON-ready attachments."""
+        return self.model_dump(mode="json", by_alias=True)

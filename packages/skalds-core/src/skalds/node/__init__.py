@@ -1,0 +1,1 @@
+"""The Skald node: supervises task processes in edge, node or single_process mode."""

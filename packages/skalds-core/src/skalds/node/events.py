@@ -1,0 +1,105 @@
+"""How a node reacts to bus events (task.assign, task.cancel, task.update.attachment...).
+
+The store is the truth and events are hints: an assign event makes the node read the
+task and start it only if the task's executor is this node and its status allows it
+(compare-and-set), so a replayed or duplicated event never starts a task twice.
+Malformed events are logged with topic/partition/offset and skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from skalds.errors import SkaldsError
+from skalds.model.event import TaskEvent
+from skalds.model.task import TaskLifecycleStatus
+from skalds.ports.event_bus import BusMessage, Topic
+from skalds.utils.logging import logger
+
+if TYPE_CHECKING:
+    from skalds.node.skald import Skald
+
+__all__ = ["NODE_TOPICS", "NodeEventHandler", "parse_task_event"]
+
+S = TaskLifecycleStatus
+NODE_TOPICS = (
+    Topic.TASK_ASSIGN.value,
+    Topic.TASK_CANCEL.value,
+    Topic.TASK_UPDATE_ATTACHMENT.value,
+    Topic.TASK_PAUSE.value,
+    Topic.TASK_RESUME.value,
+)
+_HANDLE_TIMEOUT = 60.0
+
+
+def parse_task_event(msg: BusMessage) -> TaskEvent | None:
+    """Parse a TaskEvent; log and return ``None`` for anything malformed."""
+    try:
+        return TaskEvent.model_validate_json(msg.value)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}"
+            for e in exc.errors(include_url=False)[:5]
+        )
+        logger.warning("skipping malformed event at %s: %s", msg.where(), problems)
+        return None
+
+
+class NodeEventHandler:
+    """The bus handler of one node; work runs on the node's serial executor."""
+
+    def __init__(self, skald: Skald, executor: Executor) -> None:
+        self.skald = skald
+        self.executor = executor
+        self._by_topic: dict[str, Callable[[str], object]] = {
+            Topic.TASK_ASSIGN.value: self._assign,
+            Topic.TASK_CANCEL.value: skald.cancel_task,
+            Topic.TASK_UPDATE_ATTACHMENT.value: self._update,
+            Topic.TASK_PAUSE.value: skald.pause_task,
+            Topic.TASK_RESUME.value: skald.resume_task,
+        }
+
+    def __call__(self, msg: BusMessage) -> None:
+        action = self._by_topic.get(msg.topic)
+        event = parse_task_event(msg) if action else None
+        if action is None or event is None:
+            return
+        if event.recipient and event.recipient != self.skald.skald_id:
+            return
+        if msg.topic == Topic.TASK_ASSIGN.value and self.skald.config.skald_mode != "node":
+            return
+        future = self.executor.submit(self._each, action, event, msg)
+        future.result(timeout=_HANDLE_TIMEOUT)  # commit only once handled
+
+    @staticmethod
+    def _each(action: Callable[[str], object], event: TaskEvent, msg: BusMessage) -> None:
+        for task_id in event.task_ids:
+            try:
+                action(task_id)
+            except SkaldsError as exc:
+                logger.warning("event at %s for task %s: %s", msg.where(), task_id, exc)
+            except Exception:
+                logger.exception("event at %s for task %s failed", msg.where(), task_id)
+
+    def _assign(self, task_id: str) -> None:
+        task = self.skald.store.get_task(task_id)
+        if task is None:
+            logger.warning("task.assign for unknown task %s (not in the store); skipped", task_id)
+            return
+        if task.executor != self.skald.skald_id:
+            logger.debug("task %s is for %s, not this node", task_id, task.executor)
+            return
+        self.skald.supervisor.start_task(task, {S.CREATED, S.ASSIGNING})
+
+    def _update(self, task_id: str) -> None:
+        if task_id not in self.skald.supervisor.tasks:
+            return
+        task = self.skald.store.get_task(task_id)
+        if task is None:
+            logger.warning("task.update.attachment for %s, which is not in the store", task_id)
+            return
+        self.skald.update_task(task_id, task.attachments_dict())

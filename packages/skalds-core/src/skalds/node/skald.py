@@ -1,0 +1,321 @@
+"""``Skald`` (alias ``Skalds``): one node, in edge, node or single_process mode.
+
+Typical use (seed API)::
+
+    app = Skald(SkaldConfig(skald_mode="node", skald_id="skald_123"))
+    app.register_task_worker(MyWorker)
+    app.run()          # blocks until SIGINT/SIGTERM
+
+Tests and embedding code use :meth:`start` / :meth:`stop` instead of :meth:`run`, and
+may pass ready-made backends (``Skald(config, backends=...)``) so several nodes and a
+controller share in-memory backends.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+from typing import Any, TypeVar
+
+import pluggy
+
+from skalds.config.skald_config import SkaldConfig
+from skalds.errors import ConfigError, SkaldsError
+from skalds.model.task import ACTIVE_STATUSES, TaskLifecycleStatus
+from skalds.node.edge import EdgeRunner
+from skalds.node.events import NODE_TOPICS, NodeEventHandler
+from skalds.node.reporter import NodeReporter
+from skalds.node.single import run_single_process
+from skalds.node.supervisor import TaskSupervisor
+from skalds.plugins import Backends, make_backends, make_plugin_manager
+from skalds.ports.cache import Cache
+from skalds.ports.event_bus import EventBus, Subscription
+from skalds.ports.store import Store, TaskQuery
+from skalds.utils.logging import configure_logging, logger
+from skalds.worker.registry import WorkerRegistry
+
+__all__ = ["Skald", "Skalds"]
+
+S = TaskLifecycleStatus
+W = TypeVar("W", bound=type)
+
+
+class Skald:
+    """A node that runs registered TaskWorkers as supervised processes."""
+
+    def __init__(
+        self,
+        config: SkaldConfig | None = None,
+        *,
+        plugin_manager: pluggy.PluginManager | None = None,
+        backends: Backends | None = None,
+    ) -> None:
+        self.config = config or SkaldConfig()
+        self.pm = plugin_manager or make_plugin_manager(
+            load_entry_points=self.config.load_entry_points
+        )
+        self.registry = WorkerRegistry()
+        self._backends = backends
+        self._supervisor: TaskSupervisor | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._reporter: NodeReporter | None = None
+        self._edge: EdgeRunner | None = None
+        self._subscription: Subscription | None = None
+        self._reconcile_stop = threading.Event()
+        self._reconcile_thread: threading.Thread | None = None
+        self._started = False
+        self._plugins_loaded = False
+
+    # -- registration ---------------------------------------------------------------
+
+    @property
+    def skald_id(self) -> str:
+        """This node's id."""
+        return self.config.skald_id
+
+    def register_task_worker(self, worker_cls: W) -> W:
+        """Allow this node to run ``worker_cls`` (usable as a class decorator too).
+
+        Raises:
+            WorkerDefinitionError: the class has no main handler or no attachments model.
+            DuplicateWorkerError: another class already uses this className.
+        """
+        if self._started:
+            raise SkaldsError("register workers before the node starts (before run()/start())")
+        self.registry.register(worker_cls, f"{type(self).__name__}.register_task_worker")
+        return worker_cls
+
+    def _load_plugin_workers(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for classes in self.pm.hook.skalds_register_workers():
+            for cls in classes or []:
+                self.registry.register(cls, "plugin hook skalds_register_workers")
+        if self.config.load_entry_points:
+            self.registry.load_entry_points()
+
+    # -- backends -------------------------------------------------------------------
+
+    @property
+    def backends(self) -> Backends:
+        """The node's event bus, cache and store (made from the config on first use)."""
+        if self._backends is None:
+            self._backends = make_backends(self.pm, self.config)
+        return self._backends
+
+    @property
+    def store(self) -> Store:
+        return self.backends.store
+
+    @property
+    def cache(self) -> Cache:
+        return self.backends.cache
+
+    @property
+    def event_bus(self) -> EventBus:
+        return self.backends.event_bus
+
+    @property
+    def supervisor(self) -> TaskSupervisor:
+        if self._supervisor is None:
+            raise SkaldsError("the node is not started")
+        return self._supervisor
+
+    # -- running --------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGINT/SIGTERM (single_process: until the task ends); return an exit code."""
+        configure_logging(self.config.log_level, self.config.skald_id)
+        if self.config.skald_mode == "single_process":
+            self._load_plugin_workers()
+            if not self.config.yaml_file:
+                logger.error("single_process mode needs yaml_file (YAML_FILE)")
+                return 2
+            return run_single_process(
+                self.config.yaml_file,
+                self.registry,
+                skald_id=self.skald_id,
+                log_split=self.config.log_split_with_worker_id,
+                log_path=self.config.log_path,
+                rotation_mb=self.config.log_rotation_mb,
+                retention=self.config.log_retention,
+            )
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            logger.info("signal %s received; stopping node %s", signum, self.skald_id)
+            stop.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            while not stop.wait(0.5):
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.stop()
+        return 0
+
+    def start(self) -> None:
+        """Start the node without blocking: fork server, reporting, mode runner."""
+        if self._started:
+            return
+        cfg = self.config
+        configure_logging(cfg.log_level, cfg.skald_id)
+        if cfg.skald_mode == "single_process":
+            raise ConfigError("single_process mode runs in the foreground: use run()")
+        if cfg.skald_mode == "edge" and not cfg.yaml_file:
+            raise ConfigError("edge mode needs yaml_file (YAML_FILE): the workers to run")
+        self._load_plugin_workers()
+        backends = self.backends
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"skalds-node-{cfg.skald_id}")
+        supervisor = TaskSupervisor(cfg, self.registry, backends, self._executor, self.pm.hook)
+        runtime = self.pm.hook.skalds_make_worker_runtime(
+            url=cfg.runtime_url, config=cfg, registry=self.registry, listener=supervisor
+        )
+        if runtime is None:
+            raise ConfigError(f"no plugin provides a worker runtime for {cfg.runtime_url!r}")
+        runtime.start()  # forks the fork server: before this node starts its threads
+        supervisor.runtime = runtime
+        self._supervisor = supervisor
+        self._started = True
+        logger.info(
+            "skald %s starting in %s mode; workers: %s",
+            cfg.skald_id,
+            cfg.skald_mode,
+            ", ".join(self.registry.names()) or "none",
+        )
+        self._reporter = NodeReporter(cfg, self.registry, supervisor, backends.cache)
+        try:
+            self._reporter.start()
+        except Exception as exc:
+            logger.error("cannot write to the cache (%s); heartbeats will retry", exc)
+        self._subscription = backends.event_bus.subscribe(
+            NODE_TOPICS, NodeEventHandler(self, self._executor), group=f"skalds-node-{cfg.skald_id}"
+        )
+        if cfg.skald_mode == "edge":
+            assert cfg.yaml_file is not None
+            self._edge = EdgeRunner(self, cfg.yaml_file, self._executor)
+            self._edge.start()
+        else:
+            self._executor.submit(self.reconcile, True).result()
+            self._reconcile_thread = threading.Thread(
+                target=self._reconcile_loop, name="skalds-reconcile", daemon=True
+            )
+            self._reconcile_thread.start()
+
+    def stop(self) -> None:
+        """Stop every worker (cancel with the grace period), leave the registry, close."""
+        if not self._started:
+            return
+        self._started = False
+        self._reconcile_stop.set()
+        if self._edge is not None:
+            self._edge.stop()
+        if self._subscription is not None:
+            self._subscription.close()
+        supervisor = self.supervisor
+        if supervisor.runtime is not None:
+            supervisor.runtime.close(self.config.cancel_grace_seconds)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        if self._reporter is not None:
+            self._reporter.stop()
+        logger.info("skald %s stopped", self.skald_id)
+
+    # -- reconcile --------------------------------------------------------------------
+
+    def _reconcile_loop(self) -> None:
+        while not self._reconcile_stop.wait(self.config.reconcile_interval):
+            if self._executor is None:
+                return
+            try:
+                self._executor.submit(self.reconcile, False).result()
+            except RuntimeError:
+                return  # executor shut down
+            except Exception:
+                logger.exception("periodic reconcile failed")
+
+    def reconcile(self, at_start: bool = False) -> None:
+        """Bring local processes in line with the store (the truth).
+
+        Tasks of this node that the store says should run are started (at start also
+        those marked Running/Paused: their processes died with the old node); local
+        processes of tasks the store says are over, or moved elsewhere, are stopped.
+        """
+        supervisor = self.supervisor
+        try:
+            mine = self.store.list_tasks(
+                TaskQuery(executor=self.skald_id, statuses=ACTIVE_STATUSES)
+            )
+        except Exception as exc:
+            logger.error("reconcile: cannot read the store: %s", exc)
+            return
+        for task in mine:
+            if task.id in supervisor.tasks:
+                continue
+            if task.lifecycle_status in (S.CREATED, S.ASSIGNING) or at_start:
+                logger.info(
+                    "reconcile: starting task %s (%s in the store)",
+                    task.id,
+                    task.lifecycle_status.value,
+                )
+                supervisor.start_task(task, ACTIVE_STATUSES)
+            else:
+                logger.warning(
+                    "reconcile: task %s is %s here in the store but has no process; restarting it",
+                    task.id,
+                    task.lifecycle_status.value,
+                )
+                supervisor.start_task(task, {S.RUNNING, S.PAUSED})
+        for task_id in list(supervisor.tasks):
+            stored = self.store.get_task(task_id)
+            if (
+                stored is None
+                or stored.lifecycle_status.is_final
+                or stored.executor != self.skald_id
+            ):
+                why = (
+                    "gone from the store"
+                    if stored is None
+                    else f"{stored.lifecycle_status.value}, executor {stored.executor}"
+                )
+                logger.info("reconcile: stopping task %s (%s)", task_id, why)
+                supervisor.cancel(task_id)
+
+    # -- task control -------------------------------------------------------------------
+
+    def cancel_task(self, task_id: str) -> bool:
+        """Cancel ``task_id``: stop its process if it runs here, mark it Cancelled in the store."""
+        running = self.supervisor.cancel(task_id)
+        task = self.store.get_task(task_id)
+        if (
+            task is not None
+            and not task.lifecycle_status.is_final
+            and (running or task.executor == self.skald_id)
+        ):
+            self.store.update_task(
+                task_id, {"lifecycle_status": S.CANCELLED}, expected_status=ACTIVE_STATUSES
+            )
+        return running
+
+    def update_task(self, task_id: str, attachments: Any) -> int:
+        """Send new attachments to a running task (validated first); return the update number."""
+        seq = self.supervisor.update(task_id, attachments)
+        logger.info("task %s: update %d sent to the worker", task_id, seq)
+        return seq
+
+    def pause_task(self, task_id: str) -> bool:
+        """Pause a running task (its whole process group stops being scheduled)."""
+        return self.supervisor.set_paused(task_id, True)
+
+    def resume_task(self, task_id: str) -> bool:
+        """Resume a paused task."""
+        return self.supervisor.set_paused(task_id, False)
+
+
+Skalds = Skald

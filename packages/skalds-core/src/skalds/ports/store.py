@@ -1,0 +1,84 @@
+"""Store port: the durable task documents, the source of truth.
+
+Every status change goes through :meth:`Store.update_task` with the statuses the
+caller expects, an atomic compare-and-set: two controllers or a replayed event can
+never move one task twice.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from skalds.model.task import Task, TaskLifecycleStatus
+
+__all__ = ["Store", "TaskQuery"]
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    """Filters for :meth:`Store.list_tasks`; ``None`` means "any"."""
+
+    statuses: Collection[TaskLifecycleStatus] | None = None
+    executor: str | None = None
+    class_name: str | None = None
+    id_prefix: str | None = None
+    offset: int = 0
+    limit: int | None = None
+
+
+class Store(abc.ABC):
+    """Durable tasks. Documents are exchanged as :class:`~skalds.model.task.Task`.
+
+    ``changes`` given to :meth:`update_task` use the Python field names
+    (``lifecycle_status``, ``executor``, ``attachments``...); ``update_date_time``
+    is set by the store on every change.
+    """
+
+    @abc.abstractmethod
+    def create_task(self, task: Task) -> Task:
+        """Insert a new task; raise ``TaskExistsError`` when the id is taken."""
+
+    @abc.abstractmethod
+    def get_task(self, task_id: str) -> Task | None:
+        """Return the task, ``None`` when there is none. Attachments come back as a dict."""
+
+    @abc.abstractmethod
+    def list_tasks(self, query: TaskQuery | None = None) -> list[Task]:
+        """Return matching tasks, highest priority first, then oldest first."""
+
+    @abc.abstractmethod
+    def update_task(
+        self,
+        task_id: str,
+        changes: Mapping[str, Any],
+        *,
+        expected_status: Collection[TaskLifecycleStatus] | None = None,
+    ) -> Task | None:
+        """Apply ``changes`` atomically if the status is one of ``expected_status``.
+
+        Returns:
+            The updated task, or ``None`` when the status did not match.
+
+        Raises:
+            TaskNotFoundError: no task has this id.
+        """
+
+    @abc.abstractmethod
+    def delete_task(self, task_id: str) -> bool:
+        """Delete a task; return whether it existed."""
+
+    def count_tasks(self, query: TaskQuery | None = None) -> int:
+        """Return how many tasks match (default: counts ``list_tasks``)."""
+        q = query or TaskQuery()
+        unpaged = TaskQuery(q.statuses, q.executor, q.class_name, q.id_prefix)
+        return len(self.list_tasks(unpaged))
+
+    def ping(self) -> bool:
+        """Return True when the backend answers (default: always)."""
+        return True
+
+    def close(self) -> None:  # noqa: B027 - optional lifecycle
+        """Release connections."""

@@ -1,0 +1,1 @@
+"""Seed import paths for the service clients; each needs its extra installed."""

@@ -1,0 +1,1 @@
+"""Task persistence helpers (seed import path ``skalds.repository.repository``)."""

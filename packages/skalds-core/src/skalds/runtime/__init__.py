@@ -1,0 +1,1 @@
+"""Local worker processes: a fork server (zygote), the worker side, the supervisor."""

@@ -1,0 +1,181 @@
+"""The fork server: a single-threaded copy of the node that forks task processes.
+
+It is forked from the node once, after the worker classes are registered and before
+the node starts any thread, so every task process is a fork of a quiet,
+single-threaded parent that already imported the framework and the user's workers:
+starting a task costs a ``fork()``, and its memory pages are shared with the fork
+server until written (``gc.freeze()`` keeps the garbage collector from touching them).
+
+Each task process calls ``setsid()``, so its process group holds it and every
+process it starts. When a task process exits, the fork server SIGKILLs what is left
+of its group *before* reaping it (the zombie keeps the group id reserved, so the
+kill cannot hit a stranger), then tells the node the exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import selectors
+import signal
+import socket
+import time
+from multiprocessing.connection import Connection
+from typing import NoReturn
+
+from skalds.runtime.child import run_worker
+from skalds.runtime.protocol import MAX_CONTROL_PACKET, decode, encode
+from skalds.worker.registry import WorkerRegistry
+
+__all__ = ["zygote_main"]
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class _Zygote:
+    def __init__(self, ctrl: socket.socket, registry: WorkerRegistry, grace: float) -> None:
+        self.sel: selectors.BaseSelector | None = None
+        self.ctrl = ctrl
+        self.registry = registry
+        self.grace = grace
+        self.children: dict[int, str] = {}
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        os.set_blocking(self.wake_r, False)
+
+    def serve(self) -> NoReturn:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: self._shutdown())
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w)
+        gc.collect()
+        gc.freeze()
+        self.sel = sel = selectors.DefaultSelector()
+        sel.register(self.ctrl, selectors.EVENT_READ, "ctrl")
+        sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        while True:
+            for key, _ in sel.select(timeout=5.0):
+                if key.data == "ctrl":
+                    self._on_ctrl()
+                else:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self.wake_r, 4096)
+            self._reap()
+
+    def _on_ctrl(self) -> None:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.ctrl, MAX_CONTROL_PACKET, 4)
+        except OSError:
+            data, fds = b"", []
+        if not data:
+            self._shutdown()
+        msg = decode(data)
+        if msg["t"] == "spawn" and fds:
+            self._spawn(msg["task_id"], fds[0])
+        for fd in fds[1:]:
+            os.close(fd)
+
+    def _spawn(self, task_id: str, fd: int) -> None:
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(fd)
+            self._send(encode("spawn-failed", task_id=task_id, error=str(exc)))
+            return
+        if pid == 0:
+            self._become_worker(fd)
+        os.close(fd)
+        self.children[pid] = task_id
+        self._send(encode("spawned", task_id=task_id, pid=pid))
+
+    def _become_worker(self, fd: int) -> NoReturn:
+        code = 1
+        try:
+            os.setsid()
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.ctrl.close()
+            if self.sel is not None:
+                self.sel.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            gc.unfreeze()
+            code = run_worker(Connection(fd), self.registry)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+
+    def _reap(self, report: bool = True) -> None:
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid == 0:
+                return
+            pid = info.si_pid
+            _kill_group(pid, signal.SIGKILL)  # leftovers of the task, before the id is free
+            _, status = os.waitpid(pid, 0)
+            task_id = self.children.pop(pid, None)
+            code = os.waitstatus_to_exitcode(status)
+            if report:
+                self._send(encode("exited", task_id=task_id, pid=pid, code=code))
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.ctrl.send(data)
+        except OSError:
+            self._shutdown()
+
+    def _shutdown(self) -> NoReturn:
+        """The node is gone or stopping: stop every task (TERM, grace, KILL), then exit."""
+        for pid in list(self.children):
+            _kill_group(pid, signal.SIGCONT)
+            _kill_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        while self.children and time.monotonic() < deadline:
+            self._reap(report=False)
+            time.sleep(0.02)
+        for pid in list(self.children):
+            _kill_group(pid, signal.SIGKILL)
+        os._exit(0)
+
+
+def _detach_inherited_sockets(keep: int) -> None:
+    """Point every inherited socket (broker, cache, HTTP listeners...) at /dev/null.
+
+    Task processes must hold no connection of the node's. ``dup2`` instead of
+    ``close`` keeps the descriptor numbers taken, so a stale Python object that
+    closes "its" descriptor later cannot close a descriptor a worker opened since.
+    """
+    import stat
+
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd in (keep, devnull) or fd < 3:
+                continue
+            try:
+                if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    os.dup2(devnull, fd)
+            except OSError:
+                continue
+    finally:
+        os.close(devnull)
+
+
+def zygote_main(ctrl: socket.socket, registry: WorkerRegistry, grace: float) -> NoReturn:
+    """Serve spawn requests on ``ctrl`` until the node closes it; never returns."""
+    if os.path.isdir("/proc/self/fd"):
+        _detach_inherited_sockets(ctrl.fileno())
+    _Zygote(ctrl, registry, grace).serve()

@@ -1,0 +1,1 @@
+"""Test helpers for projects that use Skalds; also a pytest plugin (fixtures)."""

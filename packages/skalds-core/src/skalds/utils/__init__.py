@@ -1,0 +1,1 @@
+"""Small helpers (seed import path ``skalds.utils.logging``)."""

@@ -1,0 +1,90 @@
+"""The ``skalds`` logger and how nodes and workers set it up.
+
+``from skalds.utils.logging import logger`` is what worker code uses (seed API). It is
+a standard :mod:`logging` logger, so applications can add their own handlers. Lines
+carry the node id and, inside a worker process, the task id; with
+``log_split_with_worker_id=True`` each worker also writes ``<log_path>/<task id>.log``
+with size-based rotation.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+import sys
+from pathlib import Path
+
+__all__ = ["configure_logging", "configure_worker_logging", "logger", "worker_log_path"]
+
+logger = logging.getLogger("skalds")
+
+_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s [%(skalds_context)s] %(message)s"
+_DATEFMT = "%Y-%m-%d %H:%M:%S"
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+_context = {"value": "skalds"}
+_configured = {"console": False}
+
+
+class _ContextFilter(logging.Filter):
+    """Stamp each record with the node/task context of this process."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.skalds_context = _context["value"]
+        return True
+
+
+def _formatter() -> logging.Formatter:
+    return logging.Formatter(_FORMAT, _DATEFMT)
+
+
+def configure_logging(level: str = "INFO", context: str | None = None) -> None:
+    """Send ``skalds`` logs to stderr in a readable format (idempotent).
+
+    Args:
+        level: the minimum level shown.
+        context: what each line is tagged with (the skald id, or ``skald/task``).
+    """
+    if context:
+        _context["value"] = context
+    logger.setLevel(level)
+    if not _configured["console"]:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_formatter())
+        handler.addFilter(_ContextFilter())
+        handler.set_name("skalds-console")
+        logger.addHandler(handler)
+        logger.propagate = False
+        _configured["console"] = True
+
+
+def worker_log_path(log_path: str | Path, task_id: str) -> Path:
+    """Return the log file of ``task_id`` under ``log_path`` (ids are made filename-safe)."""
+    return Path(log_path) / f"{_SAFE_NAME.sub('_', task_id)}.log"
+
+
+def configure_worker_logging(
+    context: str, log_file: str | None, rotation_mb: int = 10, retention: int = 3
+) -> None:
+    """Set up logging inside a worker process: tag lines, add the per-task log file.
+
+    Args:
+        context: the tag for each line (``skald_id/task_id``).
+        log_file: path of the task's own log file, or ``None`` for console only.
+        rotation_mb: rotate the file when it reaches this size.
+        retention: how many rotated files to keep.
+    """
+    _context["value"] = context
+    for handler in list(logger.handlers):
+        if handler.get_name() == "skalds-worker-file":
+            logger.removeHandler(handler)
+            handler.close()
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=rotation_mb * 1024 * 1024, backupCount=retention, encoding="utf-8"
+        )
+        file_handler.setFormatter(_formatter())
+        file_handler.addFilter(_ContextFilter())
+        file_handler.set_name("skalds-worker-file")
+        logger.addHandler(file_handler)

@@ -1,0 +1,1 @@
+"""TaskWorker API (seed import path ``skalds.worker.baseclass``) and its registry."""
