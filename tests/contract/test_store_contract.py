@@ -1,0 +1,174 @@
+"""What every store backend guarantees (run against each backend)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
+from skalds.errors import TaskExistsError, TaskNotFoundError
+from skalds.model.task import ModeEnum, Task, TaskLifecycleStatus
+from skalds.ports import Store, TaskQuery
+
+S = TaskLifecycleStatus
+
+
+class CameraParams(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    rtsp_url: str = Field(alias="rtspUrl")
+    fix_frame: int = Field(alias="fixFrame")
+
+
+def new_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def make_task(**fields) -> Task:
+    fields.setdefault("id", new_id())
+    fields.setdefault("class_name", "CameraWorker")
+    fields.setdefault("source", "test")
+    return Task(**fields)
+
+
+def test_a_created_task_reads_back_with_its_fields(store: Store):
+    task = make_task(
+        name="camera 1",
+        priority=7,
+        dependencies=["a", "b"],
+        is_persistent=True,
+        mode=ModeEnum.PASSIVE,
+        attachments=CameraParams(rtsp_url="rtsp://x/1", fix_frame=10),
+    )
+    store.create_task(task)
+    got = store.get_task(task.id)
+    assert got is not None
+    assert (got.id, got.class_name, got.name, got.priority) == (task.id, "CameraWorker", "camera 1", 7)
+    assert got.dependencies == ["a", "b"] and got.is_persistent is True
+    assert got.lifecycle_status is S.CREATED
+    assert got.create_date_time == task.create_date_time
+    # attachments come back as a dict by alias (the worker's model validates them)
+    assert got.attachments == {"rtspUrl": "rtsp://x/1", "fixFrame": 10}
+
+
+def test_a_missing_task_is_none(store: Store):
+    assert store.get_task(new_id("missing")) is None
+
+
+def test_creating_a_task_twice_is_refused(store: Store):
+    task = make_task()
+    store.create_task(task)
+    with pytest.raises(TaskExistsError, match=task.id):
+        store.create_task(task)
+
+
+def test_update_changes_fields_and_the_update_time(store: Store):
+    task = make_task(update_date_time=1000)
+    store.create_task(task)
+    updated = store.update_task(task.id, {"executor": "node-1", "priority": 3})
+    assert updated is not None
+    assert (updated.executor, updated.priority) == ("node-1", 3)
+    assert updated.update_date_time > 1000
+    again = store.get_task(task.id)
+    assert again is not None and again.executor == "node-1"
+
+
+def test_update_stores_new_attachments_by_alias(store: Store):
+    task = make_task(attachments={"rtspUrl": "a", "fixFrame": 1})
+    store.create_task(task)
+    store.update_task(task.id, {"attachments": CameraParams(rtsp_url="b", fix_frame=2)})
+    got = store.get_task(task.id)
+    assert got is not None and got.attachments == {"rtspUrl": "b", "fixFrame": 2}
+
+
+def test_status_change_is_compare_and_set(store: Store):
+    task = make_task()
+    store.create_task(task)
+    moved = store.update_task(task.id, {"lifecycle_status": S.ASSIGNING}, expected_status={S.CREATED})
+    assert moved is not None and moved.lifecycle_status is S.ASSIGNING
+    # a second, stale transition from Created is refused and changes nothing
+    stale = store.update_task(
+        task.id, {"lifecycle_status": S.RUNNING, "executor": "other"}, expected_status={S.CREATED}
+    )
+    assert stale is None
+    got = store.get_task(task.id)
+    assert got is not None and got.lifecycle_status is S.ASSIGNING and got.executor is None
+
+
+def test_updating_a_missing_task_raises(store: Store):
+    with pytest.raises(TaskNotFoundError):
+        store.update_task(new_id("missing"), {"priority": 1})
+
+
+def test_only_one_of_many_concurrent_compare_and_sets_wins(store: Store):
+    task = make_task()
+    store.create_task(task)
+    winners: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def claim(node: str) -> None:
+        barrier.wait()
+        if store.update_task(
+            task.id, {"lifecycle_status": S.ASSIGNING, "executor": node}, expected_status={S.CREATED}
+        ):
+            winners.append(node)
+
+    threads = [threading.Thread(target=claim, args=(f"node-{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(winners) == 1
+    got = store.get_task(task.id)
+    assert got is not None and got.executor == winners[0]
+
+
+def test_list_filters_by_status_executor_class_and_id_prefix(store: Store):
+    prefix = new_id("batch")
+    a = make_task(id=f"{prefix}-a", class_name="A", executor="n1")
+    b = make_task(id=f"{prefix}-b", class_name="B", executor="n1")
+    c = make_task(id=f"{prefix}-c", class_name="A", executor="n2")
+    for t in (a, b, c):
+        store.create_task(t)
+    store.update_task(b.id, {"lifecycle_status": S.RUNNING})
+
+    def ids(**q) -> set[str]:
+        return {t.id for t in store.list_tasks(TaskQuery(id_prefix=prefix, **q))}
+
+    assert ids() == {a.id, b.id, c.id}
+    assert ids(executor="n1") == {a.id, b.id}
+    assert ids(class_name="A") == {a.id, c.id}
+    assert ids(statuses={S.RUNNING}) == {b.id}
+    assert ids(statuses={S.CREATED}, executor="n2") == {c.id}
+    assert store.count_tasks(TaskQuery(id_prefix=prefix, class_name="A")) == 2
+
+
+def test_list_orders_by_priority_then_age_and_pages(store: Store):
+    prefix = new_id("order")
+    now = int(time.time() * 1000)
+    specs = [("low-old", 1, now - 3000), ("high", 9, now - 1000), ("low-new", 1, now), ("mid", 5, now)]
+    for name, prio, created in specs:
+        store.create_task(make_task(id=f"{prefix}-{name}", priority=prio, create_date_time=created))
+    names = [t.id.removeprefix(prefix + "-") for t in store.list_tasks(TaskQuery(id_prefix=prefix))]
+    assert names == ["high", "mid", "low-old", "low-new"]
+    page = store.list_tasks(TaskQuery(id_prefix=prefix, offset=1, limit=2))
+    assert [t.id.removeprefix(prefix + "-") for t in page] == ["mid", "low-old"]
+
+
+def test_delete_removes_the_task(store: Store):
+    task = make_task()
+    store.create_task(task)
+    assert store.delete_task(task.id) is True
+    assert store.get_task(task.id) is None
+    assert store.delete_task(task.id) is False
+
+
+def test_invalid_changes_are_refused_and_change_nothing(store: Store):
+    task = make_task(priority=2)
+    store.create_task(task)
+    with pytest.raises(ValueError):
+        store.update_task(task.id, {"priority": 11})
+    got = store.get_task(task.id)
+    assert got is not None and got.priority == 2
