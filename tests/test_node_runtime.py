@@ -34,8 +34,15 @@ def submit(node, task_id: str, trace: Path, **attachments) -> Task:
         attachments={"traceFile": str(trace), **attachments},
     )
     node.store.create_task(task)
-    node.event_bus.publish(Topic.TASK_ASSIGN, task_id, TaskEvent(task_ids=[task_id]).model_dump_json())
+    node.event_bus.publish(
+        Topic.TASK_ASSIGN, task_id, TaskEvent(task_ids=[task_id]).model_dump_json()
+    )
     return task
+
+
+def proc_state(pid: int) -> str:
+    """The one-letter state of a process (``T`` = stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0]
 
 
 def status_of(node, task_id: str) -> TaskLifecycleStatus:
@@ -107,7 +114,9 @@ def test_cancel_runs_release_and_records_cancelled(node, tmp_path):
     trace = tmp_path / "t"
     submit(node, "can-1", trace, mainSeconds=30)
     wait_for(lambda: "main" in read_lines(trace))
-    node.event_bus.publish(Topic.TASK_CANCEL, "can-1", TaskEvent(task_ids=["can-1"]).model_dump_json())
+    node.event_bus.publish(
+        Topic.TASK_CANCEL, "can-1", TaskEvent(task_ids=["can-1"]).model_dump_json()
+    )
     wait_status(node, "can-1", S.CANCELLED)
     wait_for(lambda: node.cache.get(keys.task_heartbeat("can-1")) == str(keys.HEARTBEAT_CANCELLED))
     assert read_lines(trace)[-1] == "release"
@@ -191,18 +200,20 @@ def test_pause_stops_the_worker_and_resume_continues_it(node, tmp_path):
     pid = node.supervisor.tasks["pz"].pid
     assert node.pause_task("pz") is True
     assert status_of(node, "pz") is S.PAUSED
-    wait_for(lambda: open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "T")
+    wait_for(lambda: proc_state(pid) == "T")
     assert node.pause_task("pz") is False  # already paused
     assert node.resume_task("pz") is True
     assert status_of(node, "pz") is S.RUNNING
-    wait_for(lambda: open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] != "T")
+    wait_for(lambda: proc_state(pid) != "T")
 
 
 def test_a_paused_worker_can_be_cancelled(node, tmp_path):
     trace = tmp_path / "t"
     submit(node, "pz-cancel", trace, mainSeconds=60)
     wait_for(lambda: "main" in read_lines(trace))
-    node.event_bus.publish(Topic.TASK_PAUSE, "pz-cancel", TaskEvent(task_ids=["pz-cancel"]).model_dump_json())
+    node.event_bus.publish(
+        Topic.TASK_PAUSE, "pz-cancel", TaskEvent(task_ids=["pz-cancel"]).model_dump_json()
+    )
     wait_status(node, "pz-cancel", S.PAUSED)
     node.cancel_task("pz-cancel")
     wait_status(node, "pz-cancel", S.CANCELLED)
@@ -223,8 +234,12 @@ def test_workers_may_start_multiprocessing_pools(skalds_node_factory, tmp_path):
 
     node = skalds_node_factory(workers=[PoolWorker])
     out = tmp_path / "pool.txt"
-    task = Task(id="pool", class_name="PoolWorker", executor=node.skald_id, attachments={"out": str(out)})
+    task = Task(
+        id="pool", class_name="PoolWorker", executor=node.skald_id, attachments={"out": str(out)}
+    )
     node.store.create_task(task)
-    node.event_bus.publish(Topic.TASK_ASSIGN, "pool", TaskEvent(task_ids=["pool"]).model_dump_json())
+    node.event_bus.publish(
+        Topic.TASK_ASSIGN, "pool", TaskEvent(task_ids=["pool"]).model_dump_json()
+    )
     wait_status(node, "pool", S.FINISHED)
     assert out.read_text() == "[0, 1, 4, 9]"

@@ -45,7 +45,12 @@ def test_a_created_task_reads_back_with_its_fields(store: Store):
     store.create_task(task)
     got = store.get_task(task.id)
     assert got is not None
-    assert (got.id, got.class_name, got.name, got.priority) == (task.id, "CameraWorker", "camera 1", 7)
+    assert (got.id, got.class_name, got.name, got.priority) == (
+        task.id,
+        "CameraWorker",
+        "camera 1",
+        7,
+    )
     assert got.dependencies == ["a", "b"] and got.is_persistent is True
     assert got.lifecycle_status is S.CREATED
     assert got.create_date_time == task.create_date_time
@@ -86,7 +91,9 @@ def test_update_stores_new_attachments_by_alias(store: Store):
 def test_status_change_is_compare_and_set(store: Store):
     task = make_task()
     store.create_task(task)
-    moved = store.update_task(task.id, {"lifecycle_status": S.ASSIGNING}, expected_status={S.CREATED})
+    moved = store.update_task(
+        task.id, {"lifecycle_status": S.ASSIGNING}, expected_status={S.CREATED}
+    )
     assert moved is not None and moved.lifecycle_status is S.ASSIGNING
     # a second, stale transition from Created is refused and changes nothing
     stale = store.update_task(
@@ -111,7 +118,9 @@ def test_only_one_of_many_concurrent_compare_and_sets_wins(store: Store):
     def claim(node: str) -> None:
         barrier.wait()
         if store.update_task(
-            task.id, {"lifecycle_status": S.ASSIGNING, "executor": node}, expected_status={S.CREATED}
+            task.id,
+            {"lifecycle_status": S.ASSIGNING, "executor": node},
+            expected_status={S.CREATED},
         ):
             winners.append(node)
 
@@ -148,7 +157,12 @@ def test_list_filters_by_status_executor_class_and_id_prefix(store: Store):
 def test_list_orders_by_priority_then_age_and_pages(store: Store):
     prefix = new_id("order")
     now = int(time.time() * 1000)
-    specs = [("low-old", 1, now - 3000), ("high", 9, now - 1000), ("low-new", 1, now), ("mid", 5, now)]
+    specs = [
+        ("low-old", 1, now - 3000),
+        ("high", 9, now - 1000),
+        ("low-new", 1, now),
+        ("mid", 5, now),
+    ]
     for name, prio, created in specs:
         store.create_task(make_task(id=f"{prefix}-{name}", priority=prio, create_date_time=created))
     names = [t.id.removeprefix(prefix + "-") for t in store.list_tasks(TaskQuery(id_prefix=prefix))]

@@ -23,6 +23,7 @@ from skalds.errors import (
 )
 from skalds.model.task import ModeEnum, Task, TaskLifecycleStatus
 from skalds.node.yaml_config import YamlWorker, read_yaml_file
+from skalds.ports.runtime import WorkerOutcome
 from skalds.utils.logging import logger
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class EdgeRunner:
         self.executor = executor
         self.applied: dict[str, YamlWorker] = {}
         self._digest: str | None = None
+        self._restart_after_exit: dict[str, YamlWorker] = {}
+        skald.supervisor.on_task_ended.append(self._on_task_ended)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -124,14 +127,20 @@ class EdgeRunner:
                 self.skald.update_task(worker.task_id, worker.attachments)
             self.applied[worker.task_id] = worker
             return
-        if running:
-            logger.info("%s: className of %r changed; restarting it", self.path, worker.task_id)
-            self.skald.cancel_task(worker.task_id)
-            self.skald.supervisor.wait_ended(
-                worker.task_id, self.skald.config.cancel_grace_seconds + 5
-            )
-        self._launch(worker)
         self.applied[worker.task_id] = worker
+        if running:
+            # Start the new class once the old process is gone (reported on this same
+            # executor, so waiting for it here would never end).
+            logger.info("%s: className of %r changed; restarting it", self.path, worker.task_id)
+            self._restart_after_exit[worker.task_id] = worker
+            self.skald.cancel_task(worker.task_id)
+            return
+        self._launch(worker)
+
+    def _on_task_ended(self, task_id: str, outcome: WorkerOutcome) -> None:
+        worker = self._restart_after_exit.pop(task_id, None)
+        if worker is not None and self.applied.get(task_id) == worker:
+            self._launch(worker)
 
     def _launch(self, worker: YamlWorker) -> None:
         store = self.skald.store

@@ -219,6 +219,7 @@ class Skald:
         if self._subscription is not None:
             self._subscription.close()
         supervisor = self.supervisor
+        supervisor.shutting_down = True
         if supervisor.runtime is not None:
             supervisor.runtime.close(self.config.cancel_grace_seconds)
         if self._executor is not None:

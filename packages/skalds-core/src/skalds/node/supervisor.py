@@ -63,6 +63,7 @@ class LocalTask:
     last_beat: float = field(default_factory=time.monotonic)
     started_ms: int = field(default_factory=now_ms)
     cancel_requested: bool = False
+    ready: threading.Event = field(default_factory=threading.Event)
     updates: dict[int, str | None] = field(default_factory=dict)
     update_events: dict[int, threading.Event] = field(default_factory=dict)
 
@@ -89,6 +90,7 @@ class TaskSupervisor:
         self.lock = threading.RLock()
         self._ended = threading.Condition(self.lock)
         self.on_task_ended: list[Callable[[str, WorkerOutcome], None]] = []
+        self.shutting_down = False
 
     # -- starting ------------------------------------------------------------------
 
@@ -148,11 +150,14 @@ class TaskSupervisor:
         try:
             local.pid = self.runtime.spawn(spec)
         except Exception as exc:
-            with self.lock:
+            with self._ended:
                 self.tasks.pop(task.id, None)
+                self._ended.notify_all()
+            local.ready.set()
             logger.error("task %s could not be started: %s", task.id, exc)
             self._fail_in_store(task.id, {S.RUNNING}, f"could not start process: {exc}")
             return False
+        local.ready.set()
         logger.info("task %s (%s) started, pid %s", task.id, task.class_name, local.pid)
         self._status_changed(task.id, S.RUNNING, None)
         return True
@@ -178,14 +183,22 @@ class TaskSupervisor:
 
     # -- control -------------------------------------------------------------------
 
+    def _ready(self, task_id: str) -> LocalTask | None:
+        """Return the local task once its process exists (a start in progress is awaited)."""
+        with self.lock:
+            local = self.tasks.get(task_id)
+        if local is not None and not local.ready.wait(10):
+            return None
+        with self.lock:
+            return self.tasks.get(task_id)
+
     def cancel(self, task_id: str) -> bool:
         """Cancel a local task (SIGTERM, grace, SIGKILL); False when it does not run here."""
         assert self.runtime is not None
-        with self.lock:
-            local = self.tasks.get(task_id)
-            if local is None:
-                return False
-            local.cancel_requested = True
+        local = self._ready(task_id)
+        if local is None:
+            return False
+        local.cancel_requested = True
         try:
             self.runtime.cancel(task_id, self.config.cancel_grace_seconds)
         except SkaldsError:
@@ -201,8 +214,7 @@ class TaskSupervisor:
             AttachmentValidationError: the worker keeps its parameters; names the fields.
         """
         assert self.runtime is not None
-        with self.lock:
-            local = self.tasks.get(task_id)
+        local = self._ready(task_id)
         if local is None:
             raise SkaldsError(f"task {task_id!r} is not running on node {self.skald_id}")
         entry = self.registry.get(local.class_name)
@@ -211,7 +223,7 @@ class TaskSupervisor:
         seq = self.runtime.send_update(task_id, dumped)
         with self.lock:
             local.attachments = dumped
-            local.update_events[seq] = threading.Event()
+            local.update_events.setdefault(seq, threading.Event())
         return seq
 
     def wait_update(self, task_id: str, seq: int, timeout: float) -> tuple[bool, str | None]:
@@ -229,6 +241,7 @@ class TaskSupervisor:
         """Pause or resume a local task; False when it does not run here or is not in that state."""
         assert self.runtime is not None
         want_from, want_to = (S.RUNNING, S.PAUSED) if paused else (S.PAUSED, S.RUNNING)
+        self._ready(task_id)
         with self.lock:
             local = self.tasks.get(task_id)
             if local is None or local.status is not want_from:
@@ -278,7 +291,7 @@ class TaskSupervisor:
             if local is None:
                 return
             local.updates[seq] = error
-            event = local.update_events.get(seq)
+            event = local.update_events.setdefault(seq, threading.Event())
         if error:
             logger.error("task %s: update %d failed in the worker: %s", task_id, seq, error)
         if event is not None:
@@ -300,6 +313,14 @@ class TaskSupervisor:
         ):
             status = S.CANCELLED  # killed after the grace period, as asked
         reason = outcome.error
+        if self.shutting_down and status is S.CANCELLED and local and not local.cancel_requested:
+            # Stopped because the node stops, not because anyone cancelled the task:
+            # the store keeps it Running here, so the next start resumes it.
+            logger.info("task %s stopped with the node; it resumes when the node restarts", task_id)
+            with self._ended:
+                self.tasks.pop(task_id, None)
+                self._ended.notify_all()
+            return
         if status is S.FAILED:
             logger.error("task %s failed: %s", task_id, reason)
         else:

@@ -179,7 +179,7 @@ class LocalRuntime(WorkerRuntime):
         }
 
     def send_update(self, task_id: str, attachments: dict[str, Any]) -> int:
-        handle = self._get(task_id)
+        handle = self._get(task_id, need_pid=False)  # queued in the pipe until the worker reads
         with handle.send_lock:
             handle.seq += 1
             seq = handle.seq
@@ -211,9 +211,11 @@ class LocalRuntime(WorkerRuntime):
         handle = self._handles.get(task_id)
         return handle.pid if handle else None
 
-    def _get(self, task_id: str) -> _Handle:
+    def _get(self, task_id: str, need_pid: bool = True) -> _Handle:
         handle = self._handles.get(task_id)
-        if handle is None or handle.pid is None:
+        if handle is not None and need_pid:
+            handle.spawned.wait(10)  # a request right after spawn() waits for the fork
+        if handle is None or handle.eof_at is not None or (need_pid and handle.pid is None):
             raise SkaldsError(f"task {task_id!r} is not running on this node")
         return handle
 

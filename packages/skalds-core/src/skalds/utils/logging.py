@@ -14,6 +14,7 @@ import logging.handlers
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 __all__ = ["configure_logging", "configure_worker_logging", "logger", "worker_log_path"]
 
@@ -34,6 +35,26 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record.
+
+    A handler that kept the stream object it was created with would keep writing to
+    a stream someone replaced since (a test runner's capture, a redirected stderr),
+    also in every worker process forked later.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _formatter() -> logging.Formatter:
     return logging.Formatter(_FORMAT, _DATEFMT)
 
@@ -49,7 +70,7 @@ def configure_logging(level: str = "INFO", context: str | None = None) -> None:
         _context["value"] = context
     logger.setLevel(level)
     if not _configured["console"]:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(_formatter())
         handler.addFilter(_ContextFilter())
         handler.set_name("skalds-console")
