@@ -59,16 +59,19 @@ def _formatter() -> logging.Formatter:
     return logging.Formatter(_FORMAT, _DATEFMT)
 
 
-def configure_logging(level: str = "INFO", context: str | None = None) -> None:
+def configure_logging(level: str | None = None, context: str | None = None) -> None:
     """Send ``skalds`` logs to stderr in a readable format (idempotent).
 
     Args:
-        level: the minimum level shown.
+        level: the minimum level shown; ``None`` keeps the current one (INFO at first).
         context: what each line is tagged with (the skald id, or ``skald/task``).
     """
     if context:
         _context["value"] = context
-    logger.setLevel(level)
+    if level is not None:
+        logger.setLevel(level)
+    elif not _configured["console"] and logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
     if not _configured["console"]:
         handler = _StderrHandler()
         handler.setFormatter(_formatter())
