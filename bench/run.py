@@ -28,15 +28,15 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_workers import IdleWorker  # noqa: E402
+from bench_workers import IdleWorker
 
-from skalds.config.skald_config import SkaldConfig  # noqa: E402
-from skalds.memory import MemoryCache, MemoryEventBus, MemoryStore  # noqa: E402
-from skalds.model.task import Task, TaskLifecycleStatus  # noqa: E402
-from skalds.node.skald import Skald  # noqa: E402
-from skalds.plugins import Backends  # noqa: E402
-from skalds.ports.runtime import WorkerOutcome  # noqa: E402
-from skalds.utils.logging import logger  # noqa: E402
+from skalds.config.skald_config import SkaldConfig
+from skalds.memory import MemoryCache, MemoryEventBus, MemoryStore
+from skalds.model.task import Task, TaskLifecycleStatus
+from skalds.node.skald import Skald
+from skalds.plugins import Backends
+from skalds.ports.runtime import WorkerOutcome
+from skalds.utils.logging import logger
 
 S = TaskLifecycleStatus
 
@@ -45,7 +45,7 @@ def pct(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
 
     def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
     return {
         "p50": round(statistics.median(ordered), 3),
@@ -82,11 +82,16 @@ class Bench:
         ids = [f"{prefix}-{i}" for i in range(count)]
         for task_id in ids:
             self.node.store.create_task(
-                Task(id=task_id, class_name="IdleWorker", executor=self.node.skald_id,
-                     attachments={"out": str(self.tmp / f"{task_id}.txt")})
+                Task(
+                    id=task_id,
+                    class_name="IdleWorker",
+                    executor=self.node.skald_id,
+                    attachments={"out": str(self.tmp / f"{task_id}.txt")},
+                )
             )
             assert self.node.supervisor.start_task(
-                self.node.store.get_task(task_id), {S.CREATED}  # type: ignore[arg-type]
+                self.node.store.get_task(task_id),
+                {S.CREATED},  # type: ignore[arg-type]
             )
         return ids
 
@@ -195,8 +200,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=500, help="idle workers for density")
     parser.add_argument("--updates", type=int, default=400, help="updates to time")
     parser.add_argument("--samples", type=int, default=50, help="cancels and crashes to time")
-    parser.add_argument("--services", action="store_true",
-                        help="also run the real-services benchmarks (needs the adapters)")
+    parser.add_argument(
+        "--services",
+        action="store_true",
+        help="also run the real-services benchmarks (needs the adapters)",
+    )
     args = parser.parse_args()
     logger.setLevel("ERROR")
     bench = Bench(max_workers=max(args.workers, args.samples) + 10)

@@ -120,3 +120,27 @@ def test_worker_log_files_rotate(tmp_path):
     finally:
         configure_worker_logging("skalds", None)
         logger.setLevel(old)
+
+
+def test_print_output_of_a_worker_lands_in_its_log_file(skalds_node_factory, tmp_path):
+    from tests.seeds.intro_my_worker import MyWorker
+
+    logs = tmp_path / "logs"
+    node = skalds_node_factory(
+        workers=[MyWorker], log_split_with_worker_id=True, log_path=str(logs)
+    )
+    node.store.create_task(
+        Task(
+            id="printer",
+            class_name="MyWorker",
+            executor=node.skald_id,
+            attachments={"rtspUrl": "rtsp://cam/7", "fixFrame": 3},
+        )
+    )
+    node.event_bus.publish(
+        Topic.TASK_ASSIGN, "printer", TaskEvent(task_ids=["printer"]).model_dump_json()
+    )
+    path = worker_log_path(logs, "printer")
+    wait_for(lambda: path.exists() and "RTSP URL: rtsp://cam/7, Fix Frame: 3" in path.read_text())
+    text = path.read_text()
+    assert text.count("Starting MyWorker with RTSP URL: rtsp://cam/7") == 1  # not duplicated

@@ -122,6 +122,20 @@ def _config(args: argparse.Namespace, mode: str, yaml_file: str | None) -> Skald
     return SkaldConfig(**overrides)
 
 
+def _type_name(prop: dict[str, Any]) -> str:
+    """A short type for a JSON Schema property (``integer``, ``string | null``, ``Item``)."""
+    if "type" in prop:
+        return str(prop["type"])
+    if "$ref" in prop:
+        return str(prop["$ref"]).rsplit("/", 1)[-1]
+    options = prop.get("anyOf") or prop.get("oneOf")
+    if options:
+        return " | ".join(_type_name(option) for option in options)
+    if "enum" in prop:
+        return "one of " + ", ".join(map(str, prop["enum"]))
+    return "any"
+
+
 def _list_workers(app: Any, as_json: bool) -> int:
     app._load_plugin_workers()
     described = [w.describe() for w in app.registry]
@@ -140,7 +154,7 @@ def _list_workers(app: Any, as_json: bool) -> int:
         print(f"{info['className']}  ({info['source']})")
         print(f"  live updates: {'yes' if info['supportsUpdate'] else 'no'}")
         for name, prop in props.items():
-            kind = prop.get("type") or prop.get("$ref", "").rsplit("/", 1)[-1] or "any"
+            kind = _type_name(prop)
             flag = "required" if name in required else f"default {prop.get('default')!r}"
             print(f"  {name}: {kind} ({flag})")
     return 0

@@ -48,7 +48,8 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     @property
     def stream(self) -> Any:
-        return sys.stderr
+        err = sys.stderr
+        return err._stream if isinstance(err, _TeeToLogFile) else err
 
     @stream.setter
     def stream(self, value: Any) -> None:
@@ -87,6 +88,35 @@ def worker_log_path(log_path: str | Path, task_id: str) -> Path:
     return Path(log_path) / f"{_SAFE_NAME.sub('_', task_id)}.log"
 
 
+class _TeeToLogFile:
+    """A text stream that also appends each complete line to the worker's log file.
+
+    Worker code that uses ``print()`` (the seeds do) then shows up in the per-task log
+    file too, not only on the node's console.
+    """
+
+    def __init__(self, stream: Any, handler: logging.Handler, level: int) -> None:
+        self._stream = stream
+        self._handler = handler
+        self._level = level
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        written = self._stream.write(text)
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            record = logging.LogRecord("skalds.print", self._level, "", 0, line, None, None)
+            self._handler.handle(record)
+        return int(written) if written is not None else len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def configure_worker_logging(
     context: str, log_file: str | None, rotation_mb: int = 10, retention: int = 3
 ) -> None:
@@ -99,6 +129,10 @@ def configure_worker_logging(
         retention: how many rotated files to keep.
     """
     _context["value"] = context
+    if isinstance(sys.stdout, _TeeToLogFile):
+        sys.stdout = sys.stdout._stream
+    if isinstance(sys.stderr, _TeeToLogFile):
+        sys.stderr = sys.stderr._stream
     for handler in list(logger.handlers):
         if handler.get_name() == "skalds-worker-file":
             logger.removeHandler(handler)
@@ -112,3 +146,5 @@ def configure_worker_logging(
         file_handler.addFilter(_ContextFilter())
         file_handler.set_name("skalds-worker-file")
         logger.addHandler(file_handler)
+        sys.stdout = _TeeToLogFile(sys.stdout, file_handler, logging.INFO)
+        sys.stderr = _TeeToLogFile(sys.stderr, file_handler, logging.ERROR)
