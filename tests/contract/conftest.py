@@ -1,7 +1,9 @@
 """Backend fixtures for the contract suites: one parameter per backend.
 
-Each suite asks for ``event_bus``, ``cache`` or ``store`` and runs once per backend in
-the lists below; adapters add their names and a ``<name>_<port>`` fixture.
+Each suite asks for ``event_bus``, ``cache`` or ``store`` and runs once per backend.
+The in-memory backends are defined here; each adapter's fixtures live in
+``tests/backends/<adapter>.py``, which names its backends in ``BACKEND_NAMES``
+(``("event_bus", "kafka")`` → fixture ``kafka_event_bus``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,17 @@ import pytest
 
 from skalds.memory import MemoryCache, MemoryEventBus, MemoryStore
 from skalds.ports import Cache, EventBus, Store
+from tests.backends import kafka as _kafka
+from tests.backends import mongo as _mongo
+from tests.backends import redis as _redis
+from tests.backends.kafka import *  # noqa: F403 - adapter fixtures
+from tests.backends.mongo import *  # noqa: F403
+from tests.backends.redis import *  # noqa: F403
 
-EVENT_BUS_BACKENDS = ["memory"]
-CACHE_BACKENDS = ["memory"]
-STORE_BACKENDS = ["memory"]
+_ADAPTERS = [*_kafka.BACKEND_NAMES, *_redis.BACKEND_NAMES, *_mongo.BACKEND_NAMES]
+EVENT_BUS_BACKENDS = ["memory"] + [name for port, name in _ADAPTERS if port == "event_bus"]
+CACHE_BACKENDS = ["memory"] + [name for port, name in _ADAPTERS if port == "cache"]
+STORE_BACKENDS = ["memory"] + [name for port, name in _ADAPTERS if port == "store"]
 
 
 @pytest.fixture
