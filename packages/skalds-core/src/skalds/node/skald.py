@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import Any, TypeVar
@@ -40,6 +41,7 @@ __all__ = ["Skald", "Skalds"]
 
 S = TaskLifecycleStatus
 W = TypeVar("W", bound=type)
+_HEALTH_CHECK_SECONDS = 2.0
 
 
 class Skald:
@@ -67,6 +69,7 @@ class Skald:
         self._reconcile_thread: threading.Thread | None = None
         self._started = False
         self._plugins_loaded = False
+        self._last_down: list[str] = []
 
     # -- registration ---------------------------------------------------------------
 
@@ -231,15 +234,42 @@ class Skald:
     # -- reconcile --------------------------------------------------------------------
 
     def _reconcile_loop(self) -> None:
-        while not self._reconcile_stop.wait(self.config.reconcile_interval):
+        """Reconcile every ``reconcile_interval``, and at once when a backend comes back."""
+        last = time.monotonic()
+        was_healthy = True
+        step = min(_HEALTH_CHECK_SECONDS, self.config.reconcile_interval)
+        while not self._reconcile_stop.wait(step):
             if self._executor is None:
                 return
+            healthy = self._backends_healthy()
+            recovered = healthy and not was_healthy
+            if recovered:
+                logger.info("backends reachable again; reconciling with the store")
+            was_healthy = healthy
+            due = time.monotonic() - last >= self.config.reconcile_interval
+            if not healthy or not (recovered or due):
+                continue
+            last = time.monotonic()
             try:
                 self._executor.submit(self.reconcile, False).result()
             except RuntimeError:
                 return  # executor shut down
             except Exception:
                 logger.exception("periodic reconcile failed")
+
+    def _backends_healthy(self) -> bool:
+        down = []
+        for name, backend in (("store", self.store), ("event bus", self.event_bus)):
+            try:
+                ok = backend.ping()
+            except Exception:
+                ok = False
+            if not ok:
+                down.append(name)
+        if down and self._last_down != down:
+            logger.warning("cannot reach the %s; workers keep running", " and ".join(down))
+        self._last_down = down
+        return not down
 
     def reconcile(self, at_start: bool = False) -> None:
         """Bring local processes in line with the store (the truth).
@@ -249,6 +279,8 @@ class Skald:
         processes of tasks the store says are over, or moved elsewhere, are stopped.
         """
         supervisor = self.supervisor
+        if not supervisor.flush_unsaved():
+            return
         try:
             mine = self.store.list_tasks(
                 TaskQuery(executor=self.skald_id, statuses=ACTIVE_STATUSES)
@@ -257,7 +289,7 @@ class Skald:
             logger.error("reconcile: cannot read the store: %s", exc)
             return
         for task in mine:
-            if task.id in supervisor.tasks:
+            if task.id in supervisor.tasks or task.id in supervisor.unsaved_final:
                 continue
             if task.lifecycle_status in (S.CREATED, S.ASSIGNING) or at_start:
                 logger.info(

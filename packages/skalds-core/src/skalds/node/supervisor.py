@@ -91,6 +91,7 @@ class TaskSupervisor:
         self._ended = threading.Condition(self.lock)
         self.on_task_ended: list[Callable[[str, WorkerOutcome], None]] = []
         self.shutting_down = False
+        self.unsaved_final: dict[str, tuple[TaskLifecycleStatus, str | None]] = {}
 
     # -- starting ------------------------------------------------------------------
 
@@ -327,8 +328,16 @@ class TaskSupervisor:
             logger.info("task %s %s", task_id, status.value.lower())
         try:
             self._store_final(task_id, status, reason)
-        except Exception:
-            logger.exception("task %s: could not record %s in the store", task_id, status.value)
+        except Exception as exc:
+            # Keep it: the next reconcile writes it, and does not mistake the task for
+            # one that should be restarted because the store still says Running.
+            self.unsaved_final[task_id] = (status, reason)
+            logger.error(
+                "task %s: could not record %s in the store (%s); will retry",
+                task_id,
+                status.value,
+                exc,
+            )
         ops: list[CacheOp] = [
             Set(keys.task_heartbeat(task_id), str(_FINAL_BEAT[status]), _FINAL_TTL),
             Set(keys.task_status(task_id), status.value, _FINAL_TTL),
@@ -367,6 +376,22 @@ class TaskSupervisor:
             self.backends.store.update_task(task_id, changes, expected_status=ACTIVE_STATUSES)
         except TaskNotFoundError:
             logger.warning("task %s ended but is no longer in the store", task_id)
+
+    def flush_unsaved(self) -> bool:
+        """Write final statuses that a store outage kept back; return True when none is left."""
+        for task_id, (status, reason) in list(self.unsaved_final.items()):
+            try:
+                self._store_final(task_id, status, reason)
+            except Exception as exc:
+                logger.warning(
+                    "store still unavailable (%s); %d final statuses pending",
+                    exc,
+                    len(self.unsaved_final),
+                )
+                return False
+            del self.unsaved_final[task_id]
+            logger.info("task %s: %s recorded in the store after the outage", task_id, status.value)
+        return True
 
     def _status_changed(
         self, task_id: str, status: TaskLifecycleStatus, reason: str | None
