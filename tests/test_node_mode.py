@@ -255,3 +255,88 @@ def test_edge_mode_without_a_yaml_file_is_a_clear_error(skalds_backends, mode):
     node = Skald(SkaldConfig(skald_mode=mode, load_entry_points=False), backends=skalds_backends)
     with pytest.raises(ConfigError, match="yaml_file"):
         node.start()
+
+
+def test_a_backend_down_at_start_is_one_clear_line_then_retried(tmp_path, caplog):
+    """The node waits (with back-off) for a store that does not answer, then starts."""
+    import threading
+
+    from skalds import hookimpl
+    from skalds.memory import MemoryStore
+    from skalds.plugins import make_plugin_manager
+
+    class SleepyStore(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.up = threading.Event()
+
+        def ping(self) -> bool:
+            return self.up.is_set()
+
+    store = SleepyStore()
+
+    class Plugin:
+        @hookimpl
+        def skalds_make_store(self, url):
+            return store if url.startswith("sleepy://") else None
+
+    pm = make_plugin_manager(load_entry_points=False)
+    pm.register(Plugin())
+    node = Skald(
+        SkaldConfig(
+            skald_id="patient", load_entry_points=False, store_url="sleepy://user:secret@db:1"
+        ),
+        plugin_manager=pm,
+    )
+    node.register_task_worker(ProbeWorker)
+    starter = threading.Thread(target=node.start)
+    starter.start()
+    try:
+        wait_for(lambda: "retrying in 1.0 s" in caplog.text, timeout=5)
+        lines = [r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage()]
+        assert lines[0] == "cannot reach the store at sleepy://user:***@db:1; retrying in 0.5 s"
+        assert "secret" not in caplog.text and "Traceback" not in caplog.text
+        assert not starter.is_alive() or node._supervisor is None
+        store.up.set()
+        starter.join(timeout=10)
+        assert node._supervisor is not None
+    finally:
+        node.stop()
+        starter.join(timeout=10)
+
+
+def test_stop_ends_a_start_that_waits_for_backends(caplog):
+    import threading
+
+    from skalds import hookimpl
+    from skalds.errors import SkaldsError
+    from skalds.memory import MemoryStore
+    from skalds.plugins import make_plugin_manager
+
+    class DeadStore(MemoryStore):
+        def ping(self) -> bool:
+            return False
+
+    class Plugin:
+        @hookimpl
+        def skalds_make_store(self, url):
+            return DeadStore() if url.startswith("dead://") else None
+
+    pm = make_plugin_manager(load_entry_points=False)
+    pm.register(Plugin())
+    node = Skald(SkaldConfig(load_entry_points=False, store_url="dead://x"), plugin_manager=pm)
+    errors: list[Exception] = []
+
+    def start() -> None:
+        try:
+            node.start()
+        except SkaldsError as exc:
+            errors.append(exc)
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    wait_for(lambda: "cannot reach the store" in caplog.text, timeout=5)
+    node.stop()
+    starter.join(timeout=5)
+    assert not starter.is_alive()
+    assert [str(e) for e in errors] == ["node stopped before its backends were reachable"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pluggy
@@ -24,7 +24,15 @@ if TYPE_CHECKING:
     from skalds.ports.event_bus import EventBus
     from skalds.ports.store import Store
 
-__all__ = ["DEFAULT_PLUGINS", "PLUGINS_GROUP", "Backends", "make_backends", "make_plugin_manager"]
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "PLUGINS_GROUP",
+    "Backends",
+    "make_backends",
+    "make_plugin_manager",
+    "redact_url",
+    "unreachable",
+]
 
 PLUGINS_GROUP = "skalds.plugins"
 DEFAULT_PLUGINS: tuple[str, ...] = ("skalds.memory.plugin", "skalds.runtime.plugin")
@@ -86,22 +94,59 @@ def _missing(kind: str, url: str) -> UnknownBackendError:
     return UnknownBackendError(f"no installed plugin provides a {kind} for {scheme}://{hint}")
 
 
+def redact_url(url: str) -> str:
+    """Return ``url`` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
 def make_backends(pm: pluggy.PluginManager, config: SkaldConfig) -> Backends:
     """Ask the hooks for the event bus, cache and store that ``config`` names.
 
     Raises:
         UnknownBackendError: no plugin answers for a URL scheme (names the extra).
+        BackendUnavailableError: an adapter could not reach its server (those built
+            before it are closed again).
     """
-    bus_url = config.resolved_event_bus_url()
-    cache_url = config.resolved_cache_url()
-    store_url = config.resolved_store_url()
-    bus = pm.hook.skalds_make_event_bus(url=bus_url, config=config)
-    if bus is None:
-        raise _missing("event bus", bus_url)
-    cache = pm.hook.skalds_make_cache(url=cache_url, config=config)
-    if cache is None:
-        raise _missing("cache", cache_url)
-    store = pm.hook.skalds_make_store(url=store_url, config=config)
-    if store is None:
-        raise _missing("store", store_url)
+    built: list[Any] = []
+    try:
+        bus_url = config.resolved_event_bus_url()
+        bus = pm.hook.skalds_make_event_bus(url=bus_url, config=config)
+        if bus is None:
+            raise _missing("event bus", bus_url)
+        built.append(bus)
+        cache_url = config.resolved_cache_url()
+        cache = pm.hook.skalds_make_cache(url=cache_url, config=config)
+        if cache is None:
+            raise _missing("cache", cache_url)
+        built.append(cache)
+        store_url = config.resolved_store_url()
+        store = pm.hook.skalds_make_store(url=store_url, config=config)
+        if store is None:
+            raise _missing("store", store_url)
+    except Exception:
+        for backend in built:
+            with contextlib.suppress(Exception):
+                backend.close()
+        raise
     return Backends(bus, cache, store)
+
+
+def unreachable(backends: Backends, config: SkaldConfig) -> list[str]:
+    """Return "<port> at <url>" for each backend that does not answer its ping."""
+    down = []
+    for name, backend, url in (
+        ("event bus", backends.event_bus, config.resolved_event_bus_url()),
+        ("cache", backends.cache, config.resolved_cache_url()),
+        ("store", backends.store, config.resolved_store_url()),
+    ):
+        try:
+            ok = backend.ping()
+        except Exception:
+            ok = False
+        if not ok:
+            down.append(f"{name} at {redact_url(url)}")
+    return down

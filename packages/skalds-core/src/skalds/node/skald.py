@@ -23,14 +23,14 @@ from typing import Any, TypeVar
 import pluggy
 
 from skalds.config.skald_config import SkaldConfig
-from skalds.errors import ConfigError, SkaldsError
+from skalds.errors import BackendUnavailableError, ConfigError, SkaldsError
 from skalds.model.task import ACTIVE_STATUSES, TaskLifecycleStatus
 from skalds.node.edge import EdgeRunner
 from skalds.node.events import NODE_TOPICS, NodeEventHandler
 from skalds.node.reporter import NodeReporter
 from skalds.node.single import run_single_process
 from skalds.node.supervisor import TaskSupervisor
-from skalds.plugins import Backends, make_backends, make_plugin_manager
+from skalds.plugins import Backends, make_backends, make_plugin_manager, unreachable
 from skalds.ports.cache import Cache
 from skalds.ports.event_bus import EventBus, Subscription
 from skalds.ports.store import Store, TaskQuery
@@ -42,6 +42,7 @@ __all__ = ["Skald", "Skalds"]
 S = TaskLifecycleStatus
 W = TypeVar("W", bound=type)
 _HEALTH_CHECK_SECONDS = 2.0
+_MAX_CONNECT_BACKOFF = 30.0
 
 
 class Skald:
@@ -70,6 +71,7 @@ class Skald:
         self._started = False
         self._plugins_loaded = False
         self._last_down: list[str] = []
+        self._stop_event = threading.Event()
 
     # -- registration ---------------------------------------------------------------
 
@@ -109,6 +111,31 @@ class Skald:
             self._backends = make_backends(self.pm, self.config)
         return self._backends
 
+    def _connect(self) -> Backends:
+        """Build the backends and wait until each answers, retrying with back-off.
+
+        A service that is down at start gets one clear line per attempt (which service,
+        which address), never a stack trace; ``stop()`` or a signal ends the wait.
+        """
+        delay = 0.5
+        backends = self._backends
+        while True:
+            if backends is None:
+                try:
+                    backends = make_backends(self.pm, self.config)
+                except BackendUnavailableError as exc:
+                    problem = str(exc)
+            if backends is not None:
+                down = unreachable(backends, self.config)
+                if not down:
+                    self._backends = backends
+                    return backends
+                problem = "cannot reach the " + "; the ".join(down)
+            logger.error("%s; retrying in %.1f s", problem, delay)
+            if self._stop_event.wait(delay):
+                raise SkaldsError("node stopped before its backends were reachable")
+            delay = min(delay * 2, _MAX_CONNECT_BACKOFF)
+
     @property
     def store(self) -> Store:
         return self.backends.store
@@ -146,7 +173,7 @@ class Skald:
                 rotation_mb=self.config.log_rotation_mb,
                 retention=self.config.log_retention,
             )
-        stop = threading.Event()
+        stop = self._stop_event
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             logger.info("signal %s received; stopping node %s", signum, self.skald_id)
@@ -154,7 +181,13 @@ class Skald:
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self.start()
+            try:
+                self.start()
+            except SkaldsError as exc:
+                if stop.is_set():
+                    logger.info("%s", exc)
+                    return 0
+                raise
             while not stop.wait(0.5):
                 pass
         finally:
@@ -174,7 +207,7 @@ class Skald:
         if cfg.skald_mode == "edge" and not cfg.yaml_file:
             raise ConfigError("edge mode needs yaml_file (YAML_FILE): the workers to run")
         self._load_plugin_workers()
-        backends = self.backends
+        backends = self._connect()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"skalds-node-{cfg.skald_id}")
         supervisor = TaskSupervisor(cfg, self.registry, backends, self._executor, self.pm.hook)
         runtime = self.pm.hook.skalds_make_worker_runtime(
@@ -213,6 +246,7 @@ class Skald:
 
     def stop(self) -> None:
         """Stop every worker (cancel with the grace period), leave the registry, close."""
+        self._stop_event.set()  # also ends a start() still waiting for its backends
         if not self._started:
             return
         self._started = False
