@@ -243,3 +243,22 @@ def test_workers_may_start_multiprocessing_pools(skalds_node_factory, tmp_path):
     )
     wait_status(node, "pool", S.FINISHED)
     assert out.read_text() == "[0, 1, 4, 9]"
+
+
+def test_a_killed_fork_server_is_replaced_and_running_workers_are_unaffected(
+    node, tmp_path, caplog
+):
+    first = tmp_path / "first"
+    submit(node, "survivor", first, mainSeconds=2)
+    wait_for(lambda: "main" in read_lines(first))
+    runtime = node.supervisor.runtime
+    old = runtime._zygote_pid
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: runtime._zygote_pid != old, timeout=5)
+    assert f"the fork server (pid {old}) is gone" in caplog.text
+    # the running worker finishes normally and is recorded as such
+    wait_status(node, "survivor", S.FINISHED, timeout=10)
+    assert read_lines(first)[-1] == "release"
+    # and new tasks still start, from the new fork server
+    submit(node, "after", tmp_path / "after")
+    wait_status(node, "after", S.FINISHED)

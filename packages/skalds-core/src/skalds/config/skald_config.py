@@ -59,6 +59,8 @@ class SkaldConfig(BaseSettings):
     redis_db: int = 0
     redis_password: str | None = None
     redis_username: str | None = None
+    redis_ssl: bool = False
+    redis_ssl_ca_file: str | None = None
     kafka_host: str | None = None
     kafka_port: int = 9092
     kafka_username: str | None = None
@@ -122,7 +124,8 @@ class SkaldConfig(BaseSettings):
             if self.redis_password:
                 user = quote(self.redis_username or "", safe="")
                 auth = f"{user}:{quote(self.redis_password, safe='')}@"
-            return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+            scheme = "rediss" if self.redis_ssl else "redis"
+            return f"{scheme}://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
         return "memory://"
 
     def resolved_store_url(self) -> str:

@@ -94,6 +94,11 @@ class LocalRuntime(WorkerRuntime):
         """Fork the fork server, then start the supervisor thread."""
         if self._thread is not None:
             return
+        self._ctrl, self._zygote_pid = self._fork_zygote()
+        self._thread = threading.Thread(target=self._loop, name="skalds-supervisor", daemon=True)
+        self._thread.start()
+
+    def _fork_zygote(self) -> tuple[socket.socket, int]:
         from skalds.runtime.zygote import zygote_main
 
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -106,13 +111,41 @@ class LocalRuntime(WorkerRuntime):
             try:
                 parent.close()
                 zygote_main(child, self._registry, self._config.cancel_grace_seconds)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
             finally:
                 os._exit(1)
         child.close()
-        self._ctrl = parent
-        self._zygote_pid = pid
-        self._thread = threading.Thread(target=self._loop, name="skalds-supervisor", daemon=True)
-        self._thread.start()
+        return parent, pid
+
+    def _replace_zygote(self, sel: selectors.BaseSelector) -> None:
+        """The fork server is gone (killed from outside?): say so and start another.
+
+        Running workers are not affected (their pipes stay open); only their exit
+        codes are no longer reported, so their outcome comes from their own last
+        message or, failing that, from how their pipe closed.
+        """
+        old_pid = self._zygote_pid
+        status = "unknown status"
+        if old_pid is not None:
+            with contextlib.suppress(ChildProcessError):
+                _, raw = os.waitpid(old_pid, 0)
+                status = describe_exit(os.waitstatus_to_exitcode(raw)).replace("worker ", "")
+        logger.error("the fork server (pid %s) is gone: %s; starting a new one", old_pid, status)
+        assert self._ctrl is not None
+        with contextlib.suppress(KeyError, ValueError):
+            sel.unregister(self._ctrl)
+        self._ctrl.close()
+        for handle in self._handles.values():
+            if handle.pid is not None:
+                handle.code_known = True  # nobody will report their exit codes now
+            else:
+                handle.spawn_error = "the fork server died while starting the task"
+                handle.spawned.set()
+        self._ctrl, self._zygote_pid = self._fork_zygote()
+        sel.register(self._ctrl, selectors.EVENT_READ, None)
 
     def close(self, grace: float = 5.0) -> None:
         """Cancel every worker, wait up to ``grace`` (+1 s) for them, stop the fork server."""
@@ -241,7 +274,8 @@ class LocalRuntime(WorkerRuntime):
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_r, 4096)
                 elif key.data is None:
-                    self._on_ctrl()
+                    if not self._on_ctrl() and not self._stopping.is_set():
+                        self._replace_zygote(sel)
                 else:
                     self._on_worker(key.data)
             while not self._pending.empty():
@@ -258,17 +292,15 @@ class LocalRuntime(WorkerRuntime):
         deadlines += [h.code_at + _EXIT_WAIT for h in self._handles.values() if h.code_at]
         return max(0.0, min(deadlines) - now) if deadlines else 1.0
 
-    def _on_ctrl(self) -> None:
+    def _on_ctrl(self) -> bool:
+        """Handle one fork-server message; return False when the fork server is gone."""
         assert self._ctrl is not None
         try:
             data = self._ctrl.recv(MAX_CONTROL_PACKET)
         except OSError:
             data = b""
         if not data:
-            if not self._stopping.is_set():
-                logger.critical("the fork server died; no new task can start on this node")
-                self._stopping.set()
-            return
+            return False
         msg = decode(data)
         handle = self._handles.get(msg.get("task_id") or "")
         if msg["t"] == "spawned" and handle is not None:
@@ -286,6 +318,7 @@ class LocalRuntime(WorkerRuntime):
                 found.code_known = True
                 found.code_at = time.monotonic()
                 self._maybe_finish(found)
+        return True
 
     def _on_worker(self, handle: _Handle) -> None:
         try:

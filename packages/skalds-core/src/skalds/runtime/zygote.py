@@ -20,7 +20,9 @@ import os
 import selectors
 import signal
 import socket
+import sys
 import time
+import traceback
 from multiprocessing.connection import Connection
 from typing import NoReturn
 
@@ -49,7 +51,7 @@ class _Zygote:
 
     def serve(self) -> NoReturn:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, lambda *_: self._shutdown())
+        signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(self.wake_w)
         gc.collect()
@@ -58,13 +60,20 @@ class _Zygote:
         sel.register(self.ctrl, selectors.EVENT_READ, "ctrl")
         sel.register(self.wake_r, selectors.EVENT_READ, "wake")
         while True:
-            for key, _ in sel.select(timeout=5.0):
-                if key.data == "ctrl":
-                    self._on_ctrl()
-                else:
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(self.wake_r, 4096)
-            self._reap()
+            try:
+                for key, _ in sel.select(timeout=5.0):
+                    if key.data == "ctrl":
+                        self._on_ctrl()
+                    else:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self.wake_r, 4096)
+                self._reap()
+            except Exception:  # keep serving: one bad request must not stop every task
+                traceback.print_exc()
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        print(f"skalds fork server {os.getpid()}: SIGTERM; stopping its tasks", file=sys.stderr)
+        self._shutdown()
 
     def _on_ctrl(self) -> None:
         try:
