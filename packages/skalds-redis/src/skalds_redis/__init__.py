@@ -1,9 +1,13 @@
-"""Skalds redis adapter.
+"""Skalds Redis adapter: the cache port on Redis or Valkey, and the seed's ``RedisProxy``.
 
-The adapter's hook implementations arrive with the adapters issue; until then the
-package is installable but registers nothing, so the core keeps asking for the extra.
+Installing the package registers :mod:`skalds_redis.plugin` under the
+``skalds.plugins`` entry point, which answers for ``redis://`` and ``rediss://``
+cache URLs; ``skalds.proxy.redis`` re-exports :mod:`skalds_redis.proxy`.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from skalds_redis.cache import RedisCache
+from skalds_redis.proxy import RedisConfig, RedisProxy
+
+__all__ = ["RedisCache", "RedisConfig", "RedisProxy"]
