@@ -1,0 +1,277 @@
+"""The task store on MongoDB (or a MongoDB-compatible server such as FerretDB).
+
+Tasks live in one collection (``tasks`` of database ``skalds`` by default) in the
+layout earlier Skalds versions wrote, so existing data and scripts that read
+``db.tasks`` directly keep working. A status change is one ``find_one_and_update``
+whose filter holds the expected statuses: MongoDB applies it atomically, so of many
+writers expecting the same status exactly one wins. Servers that do not apply it
+atomically (FerretDB 1.x) get a per-task write lock around it (see ``_locks``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Collection, Iterator, Mapping
+from typing import Any
+
+import pymongo
+from pymongo import ReturnDocument
+from pymongo.collection import Collection as MongoCollection
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from skalds.errors import TaskExistsError, TaskNotFoundError
+from skalds.model.task import Task, TaskLifecycleStatus
+from skalds.ports.store import Store, TaskQuery
+from skalds.utils.logging import logger
+from skalds.utils.time import now_ms
+from skalds_mongo._connection import (
+    DEFAULT_DB_NAME,
+    DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+    address_of_url,
+    database_of_url,
+    make_client,
+    mongo_errors,
+)
+from skalds_mongo._documents import (
+    SORT,
+    literal,
+    query_filter,
+    storage_changes,
+    task_from_document,
+)
+from skalds_mongo._locks import TaskWriteLocks
+from skalds_mongo.errors import TaskDocumentError
+
+__all__ = ["DEFAULT_URL", "MongoStore"]
+
+DEFAULT_URL = "mongodb://localhost:27017/"
+
+_Doc = dict[str, Any]
+
+
+class MongoStore(Store):
+    """Durable tasks in a MongoDB collection, with atomic compare-and-set updates.
+
+    Nothing is sent to the server until the first call, so a store can be built
+    while MongoDB is down; the first call that reaches it creates the indexes.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        db_name: str | None = None,
+        *,
+        collection: str = "tasks",
+        server_selection_timeout_ms: int = DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+        write_locks: bool | None = None,
+        lock_lease_seconds: float = 10.0,
+        lock_wait_seconds: float = 15.0,
+    ) -> None:
+        """Prepare a store for ``url``; connect on first use.
+
+        Args:
+            url: ``mongodb://`` or ``mongodb+srv://`` URL (its options win, e.g.
+                ``?serverSelectionTimeoutMS=1000``).
+            db_name: the database; default: the URL's path, else ``skalds``.
+            collection: the task collection; its write locks go to ``<name>_locks``.
+            server_selection_timeout_ms: how long a call waits for an unreachable
+                server before it raises ``BackendUnavailableError``.
+            write_locks: lock each task while it is updated; ``None`` decides from
+                the server (FerretDB: yes, MongoDB: no).
+            lock_lease_seconds: how long a write lock of a dead writer blocks a task.
+            lock_wait_seconds: how long an update waits for another writer's lock.
+
+        Raises:
+            ConfigError: ``url`` is not a usable MongoDB URL.
+        """
+        self._address = address_of_url(url)
+        self._client = make_client(url, server_selection_timeout_ms=server_selection_timeout_ms)
+        self._db: Database[_Doc] = self._client[db_name or database_of_url(url) or DEFAULT_DB_NAME]
+        self._tasks: MongoCollection[_Doc] = self._db[collection]
+        self._lock_collection: MongoCollection[_Doc] = self._db[f"{collection}_locks"]
+        self._write_locks_wanted = write_locks
+        self._lock_times = (lock_lease_seconds, lock_wait_seconds)
+        self._locks: TaskWriteLocks | None = None
+        self._ready = False
+        self._ready_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MongoStore({self._address}, db={self._db.name!r}, collection={self._tasks.name!r})"
+
+    # -- what the proxy and tools reach -------------------------------------------
+
+    @property
+    def client(self) -> pymongo.MongoClient[_Doc]:
+        """The pymongo client (shared with ``MongoProxy.client``)."""
+        return self._client
+
+    @property
+    def db(self) -> Database[_Doc]:
+        """The pymongo database holding the tasks."""
+        return self._db
+
+    @property
+    def collection(self) -> MongoCollection[_Doc]:
+        """The pymongo collection of task documents."""
+        return self._tasks
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the server(s), without credentials, as errors name it."""
+        return self._address
+
+    def ensure_indexes(self) -> None:
+        """Create the indexes (idempotent) and learn whether writes need locks.
+
+        Done by the first call of every other method; calling it early makes an
+        unreachable server or a refused login show up at once.
+
+        Raises:
+            BackendUnavailableError: the server cannot be reached.
+            ConfigError: the server refused the login.
+        """
+        if self._ready:
+            return
+        with self._ready_lock, mongo_errors(self._address):
+            if self._ready:
+                return
+            use_locks = self._write_locks_wanted
+            if use_locks is None:
+                use_locks = "ferretdbVersion" in self._client.admin.command("buildInfo")
+            self._tasks.create_index([("id", pymongo.ASCENDING)], unique=True)
+            self._tasks.create_index([("executor", pymongo.ASCENDING), ("lifecycleStatus", 1)])
+            self._tasks.create_index(
+                [("lifecycleStatus", pymongo.ASCENDING), ("priority", pymongo.DESCENDING)]
+            )
+            if use_locks:
+                lease, wait = self._lock_times
+                self._locks = TaskWriteLocks(
+                    self._lock_collection, lease_seconds=lease, wait_seconds=wait
+                )
+            self._ready = True
+            logger.debug("%r ready (write locks: %s)", self, bool(use_locks))
+
+    def uses_write_locks(self) -> bool:
+        """Return whether updates take a per-task write lock (connects if needed)."""
+        self.ensure_indexes()
+        return self._locks is not None
+
+    # -- the Store port -------------------------------------------------------------
+
+    def create_task(self, task: Task) -> Task:
+        doc = task.to_document()
+        self.ensure_indexes()
+        with mongo_errors(self._address):
+            try:
+                self._tasks.insert_one(doc)
+            except DuplicateKeyError:
+                raise TaskExistsError(task.id) from None
+        return task_from_document(doc)
+
+    def get_task(self, task_id: str) -> Task | None:
+        """Return the task, ``None`` when there is none.
+
+        Raises:
+            TaskDocumentError: the stored document does not validate.
+        """
+        flt = {"id": literal(task_id, "task_id")}
+        self.ensure_indexes()
+        with mongo_errors(self._address):
+            doc = self._tasks.find_one(flt)
+        return None if doc is None else task_from_document(doc)
+
+    def list_tasks(self, query: TaskQuery | None = None) -> list[Task]:
+        """Return matching tasks in dispatch order; the server filters, sorts and pages.
+
+        A document that does not validate is logged (with its id) and left out, so
+        one bad document never hides the others.
+        """
+        q = query or TaskQuery()
+        if q.limit is not None and q.limit <= 0:
+            return []
+        flt = query_filter(q)
+        self.ensure_indexes()
+        with mongo_errors(self._address):
+            cursor = self._tasks.find(flt).sort(SORT).skip(max(q.offset, 0))
+            if q.limit is not None:
+                cursor = cursor.limit(q.limit)
+            docs = list(cursor)
+        tasks = []
+        for doc in docs:
+            try:
+                tasks.append(task_from_document(doc))
+            except TaskDocumentError as exc:
+                logger.error("skipping a task that cannot be read: %s", exc)
+        return tasks
+
+    def count_tasks(self, query: TaskQuery | None = None) -> int:
+        """Return how many documents match (paging ignored), counted by the server."""
+        q = query or TaskQuery()
+        flt = query_filter(TaskQuery(q.statuses, q.executor, q.class_name, q.id_prefix))
+        self.ensure_indexes()
+        with mongo_errors(self._address):
+            return self._tasks.count_documents(flt)
+
+    def update_task(
+        self,
+        task_id: str,
+        changes: Mapping[str, Any],
+        *,
+        expected_status: Collection[TaskLifecycleStatus] | None = None,
+    ) -> Task | None:
+        """Apply ``changes`` in one atomic update if the status is one of ``expected_status``.
+
+        Raises:
+            ValueError: a change the Task model refuses (nothing is written).
+            TaskNotFoundError: no task has this id.
+            TaskDocumentError: the updated document does not validate (it was
+                stored wrong before; the change itself was written).
+        """
+        flt: _Doc = {"id": literal(task_id, "task_id")}
+        fields = storage_changes(task_id, changes)
+        if expected_status is not None:
+            wanted = sorted({TaskLifecycleStatus(s).value for s in expected_status})
+            flt["lifecycleStatus"] = {"$in": wanted}
+        update: _Doc = {"$max": {"updateDateTime": now_ms()}}
+        if fields:
+            update["$set"] = fields
+        self.ensure_indexes()
+        with mongo_errors(self._address), self._write_lock(task_id):
+            doc = self._tasks.find_one_and_update(flt, update, return_document=ReturnDocument.AFTER)
+            missing = doc is None and self._tasks.find_one({"id": task_id}, {"_id": 1}) is None
+        if missing:
+            raise TaskNotFoundError(task_id)
+        return None if doc is None else task_from_document(doc)
+
+    def delete_task(self, task_id: str) -> bool:
+        flt = {"id": literal(task_id, "task_id")}
+        self.ensure_indexes()
+        with mongo_errors(self._address):
+            return self._tasks.delete_one(flt).deleted_count > 0
+
+    def ping(self) -> bool:
+        """Return whether the server answers now (never raises)."""
+        try:
+            self._client.admin.command("ping")
+        except PyMongoError:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Close the client's connections; the store cannot be used afterwards."""
+        self._client.close()
+
+    # -- helpers ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write_lock(self, task_id: str) -> Iterator[None]:
+        """Hold the task's write lock where the server needs one; else nothing."""
+        if self._locks is None:
+            yield
+            return
+        with self._locks.hold(task_id) as seconds_left, pymongo.timeout(seconds_left):
+            # The writes must end within the lease: after it, another writer may
+            # take the lock over.
+            yield
