@@ -91,7 +91,7 @@ def _missing(kind: str, url: str) -> UnknownBackendError:
     scheme = urlsplit(url).scheme
     extra = _EXTRA_FOR_SCHEME.get(scheme)
     hint = f'; install it with: pip install "skalds[{extra}]"' if extra else ""
-    return UnknownBackendError(f"no installed plugin provides a {kind} for {scheme}://{hint}")
+    return UnknownBackendError(f"no installed plugin provides {kind} for {scheme}://{hint}")
 
 
 def redact_url(url: str) -> str:
@@ -116,17 +116,17 @@ def make_backends(pm: pluggy.PluginManager, config: SkaldConfig) -> Backends:
         bus_url = config.resolved_event_bus_url()
         bus = pm.hook.skalds_make_event_bus(url=bus_url, config=config)
         if bus is None:
-            raise _missing("event bus", bus_url)
+            raise _missing("an event bus", bus_url)
         built.append(bus)
         cache_url = config.resolved_cache_url()
         cache = pm.hook.skalds_make_cache(url=cache_url, config=config)
         if cache is None:
-            raise _missing("cache", cache_url)
+            raise _missing("a cache", cache_url)
         built.append(cache)
         store_url = config.resolved_store_url()
         store = pm.hook.skalds_make_store(url=store_url, config=config)
         if store is None:
-            raise _missing("store", store_url)
+            raise _missing("a store", store_url)
     except Exception:
         for backend in built:
             with contextlib.suppress(Exception):
