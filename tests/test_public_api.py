@@ -127,3 +127,21 @@ def test_errors_share_one_root():
 
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), errors.SkaldsError), name
+
+
+@pytest.mark.parametrize(
+    ("module", "adapter", "extra"),
+    [
+        ("skalds.proxy.kafka", "skalds_kafka.proxy", "kafka"),
+        ("skalds.proxy.redis", "skalds_redis.proxy", "redis"),
+        ("skalds.proxy.mongo", "skalds_mongo.proxy", "mongo"),
+    ],
+)
+def test_a_missing_adapter_names_the_extra_to_install(monkeypatch, module, adapter, extra):
+    import sys
+
+    monkeypatch.setitem(sys.modules, adapter, None)  # as if the adapter were not installed
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    with pytest.raises(ImportError) as info:
+        importlib.import_module(module)
+    assert str(info.value).endswith(f'support needs: pip install "skalds[{extra}]"')
