@@ -219,7 +219,9 @@ def main() -> int:
         bench.close()
     result["machine"] = {"cpus": psutil.cpu_count(), "python": sys.version.split()[0]}
     if args.services:
-        result["services"] = "not available yet: the real-service adapters are not installed"
+        from services import run as run_services
+
+        result.update(run_services(pct))
     if args.json:
         print(json.dumps(result))
     else:

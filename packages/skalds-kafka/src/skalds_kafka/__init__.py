@@ -1,9 +1,13 @@
-"""Skalds kafka adapter.
+"""Skalds Kafka adapter: the event bus on Kafka and the seed ``skalds.proxy.kafka`` API.
 
-The adapter's hook implementations arrive with the adapters issue; until then the
-package is installable but registers nothing, so the core keeps asking for the extra.
+Installed, it answers ``kafka://host:port`` event bus URLs (``SKALDS_EVENT_BUS`` or
+``KAFKA_HOST``) through the ``skalds.plugins`` entry point ``kafka``.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from skalds_kafka._settings import ConnectionSettings
+from skalds_kafka.bus import DEAD_LETTER_TOPIC, KafkaEventBus
+from skalds_kafka.subscription import KafkaSubscription
+
+__all__ = ["DEAD_LETTER_TOPIC", "ConnectionSettings", "KafkaEventBus", "KafkaSubscription"]

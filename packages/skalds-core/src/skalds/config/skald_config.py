@@ -70,6 +70,9 @@ class SkaldConfig(BaseSettings):
     kafka_ssl_ca_file: str | None = None
     kafka_topic_partitions: int = Field(default=3, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_dead_letter: bool = Field(
+        default=False, description="copy messages that fail handling to skalds.dead-letter"
+    )
     mongo_host: str | None = None
     db_name: str = "skalds"
 

@@ -54,7 +54,9 @@ class _Zygote:
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(self.wake_w)
-        gc.collect()
+        # Freeze, never collect: a collection here (or in a worker) would run the
+        # finalizers of the node's unreachable objects, e.g. client libraries whose
+        # threads do not exist in this process. Frozen objects stay shared, untouched.
         gc.freeze()
         self.sel = sel = selectors.DefaultSelector()
         sel.register(self.ctrl, selectors.EVENT_READ, "ctrl")
@@ -114,7 +116,6 @@ class _Zygote:
                 self.sel.close()
             os.close(self.wake_r)
             os.close(self.wake_w)
-            gc.unfreeze()
             code = run_worker(Connection(fd), self.registry)
         except BaseException:
             import traceback
