@@ -35,7 +35,6 @@ def _config(**extra: Any) -> SkaldConfig:
         cache_url="redis://127.0.0.1:6379/0",
         store_url=MONGO_URL,
         db_name=f"skalds_bench_{uuid.uuid4().hex[:8]}",
-        load_entry_points=False,
         log_level="ERROR",
         **extra,
     )
