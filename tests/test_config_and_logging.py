@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from skalds.config.skald_config import SkaldConfig
 from skalds.model.event import TaskEvent
 from skalds.model.task import Task, TaskLifecycleStatus
+from skalds.node import keys
 from skalds.ports import Topic
 from skalds.utils.logging import worker_log_path
 from tests.helpers import wait_for
@@ -97,6 +99,13 @@ def test_each_worker_logs_to_its_own_file_findable_from_its_task_id(skalds_node_
     path = worker_log_path(logs, "cam-2")
     wait_for(lambda: path.exists() and "probe updated: label=hello" in path.read_text())
     assert path.parent == logs and worker_log_path(logs, "cam/1").name == "cam_1.log"
+
+    def published() -> dict[str, str]:
+        info = json.loads(node.cache.get(keys.skald_info(node.skald_id)) or "{}")
+        return {t["id"]: t["logFile"] for t in info.get("tasks", [])}
+
+    wait_for(lambda: "cam-2" in published(), timeout=5)
+    assert published()["cam-2"] == str(path.resolve())  # findable from the task id
     text = path.read_text()
     assert f"[{node.skald_id}/cam-2]" in text
     assert "label=hello" not in worker_log_path(logs, "cam/1").read_text()

@@ -22,7 +22,7 @@ from skalds.model.task import TaskLifecycleStatus
 from skalds.node import keys
 from skalds.node.supervisor import TaskSupervisor
 from skalds.ports.cache import Cache, CacheOp, Delete, HashDelete, HashSet, ListSet, Set
-from skalds.utils.logging import logger
+from skalds.utils.logging import logger, worker_log_path
 from skalds.utils.time import now_ms
 from skalds.worker.registry import WorkerRegistry
 
@@ -110,10 +110,16 @@ class NodeReporter:
                     "pid": t.pid,
                     "heartbeat": t.heartbeat,
                     "startedAt": t.started_ms,
+                    "logFile": self._log_file(t.task_id),
                 }
                 for t in tasks
             ],
         }
+
+    def _log_file(self, task_id: str) -> str | None:
+        if not self.config.log_split_with_worker_id:
+            return None
+        return str(worker_log_path(self.config.log_path, task_id).resolve())
 
     def report_once(self) -> None:
         """Write one report (node registry entry, capacity, live task heartbeats)."""
