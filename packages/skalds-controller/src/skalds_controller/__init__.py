@@ -1,9 +1,8 @@
-"""Skalds controller adapter.
-
-The adapter's hook implementations arrive with the adapters issue; until then the
-package is installable but registers nothing, so the core keeps asking for the extra.
-"""
+"""Skalds System Controller: REST API, monitor and dispatcher (FastAPI)."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from skalds_controller.app import create_app
+from skalds_controller.settings import ControllerMode, ControllerSettings, DispatchStrategy
+
+__all__ = ["ControllerMode", "ControllerSettings", "DispatchStrategy", "create_app"]

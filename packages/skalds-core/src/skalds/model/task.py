@@ -14,7 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 
 from skalds.utils.time import now_ms
 
-__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "ModeEnum", "Task", "TaskLifecycleStatus"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "FINAL_STATUSES",
+    "ModeEnum",
+    "RetryPolicy",
+    "Task",
+    "TaskLifecycleStatus",
+]
 
 _WEEK_MS = 7 * 24 * 3600 * 1000
 
@@ -60,6 +67,18 @@ ACTIVE_STATUSES = frozenset(
 )
 
 
+class RetryPolicy(BaseModel):
+    """How often a failed task is tried again, and how long to wait in between."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    max_attempts: int = Field(default=1, ge=1, le=100, alias="maxAttempts")
+    """Tries in all, the first included (1 = no retry)."""
+    backoff_seconds: float = Field(default=1.0, ge=0, le=86_400, alias="backoffSeconds")
+    """Wait before the second try; doubled for each try after it."""
+    max_backoff_seconds: float = Field(default=300.0, ge=0, le=86_400, alias="maxBackoffSeconds")
+
+
 class Task(BaseModel):
     """One unit of supervised work.
 
@@ -90,6 +109,14 @@ class Task(BaseModel):
     priority: int = Field(default=0, ge=0, le=10)
     attachments: Any = None
     error_message: str | None = Field(default=None, alias="errorMessage")
+    retry_policy: RetryPolicy | None = Field(default=None, alias="retryPolicy")
+    attempts: int = Field(default=0, ge=0, description="how many times the task was started")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="what a node must have free, e.g. {'gpu': 1}"
+    )
+    not_before: int | None = Field(
+        default=None, alias="notBefore", description="ms; do not dispatch before (retry back-off)"
+    )
 
     @field_validator("attachments", mode="before")
     @classmethod

@@ -125,7 +125,12 @@ class TaskSupervisor:
         attachments = data.model_dump(mode="json", by_alias=True)
         moved = self.backends.store.update_task(
             task.id,
-            {"lifecycle_status": S.RUNNING, "executor": self.skald_id, "error_message": None},
+            {
+                "lifecycle_status": S.RUNNING,
+                "executor": self.skald_id,
+                "error_message": None,
+                "attempts": task.attempts + 1,
+            },
             expected_status=from_statuses,
         )
         if moved is None:
@@ -297,6 +302,9 @@ class TaskSupervisor:
             logger.error("task %s: update %d failed in the worker: %s", task_id, seq, error)
         if event is not None:
             event.set()
+        # Tell controllers the worker has the new parameters (or why not).
+        title = "UpdateApplied" if error is None else "UpdateFailed"
+        self.executor.submit(self._publish_status, task_id, title, f"{task_id}:update:{seq}")
 
     def worker_exited(self, task_id: str, outcome: WorkerOutcome) -> None:
         self.executor.submit(self._record_exit, task_id, outcome)
@@ -402,18 +410,17 @@ class TaskSupervisor:
             )
         except Exception:
             logger.exception("a skalds_task_status_changed hook raised")
-        event = TaskEvent(
-            task_ids=[task_id],
-            title=status.value,
-            initiator=self.skald_id,
-            id=f"{task_id}:{status.value}:{now_ms()}",
-        )
+        self._publish_status(task_id, status.value, f"{task_id}:{status.value}:{now_ms()}")
+
+    def _publish_status(self, task_id: str, title: str, event_id: str) -> None:
+        """Publish on ``taskworker.update``: ``title`` is a status or UpdateApplied/Failed."""
+        event = TaskEvent(task_ids=[task_id], title=title, initiator=self.skald_id, id=event_id)
         try:
             self.backends.event_bus.publish(
                 Topic.TASKWORKER_UPDATE.value, task_id, event.model_dump_json()
             )
         except Exception as exc:
-            logger.warning("could not publish status of task %s: %s", task_id, exc)
+            logger.warning("could not publish %s of task %s: %s", title, task_id, exc)
 
     # -- views -----------------------------------------------------------------------
 

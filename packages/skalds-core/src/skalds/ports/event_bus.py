@@ -19,6 +19,8 @@ class Topic(StrEnum):
     TASKWORKER_UPDATE = "taskworker.update"
     TASK_PAUSE = "task.pause"
     TASK_RESUME = "task.resume"
+    TASK_CREATED = "task.created"
+    """A task waits for a node (published by the API; the dispatcher reacts at once)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,88 @@
+"""What the controller knows about nodes: read from the cache keys nodes write."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from skalds.node import keys
+from skalds.ports.cache import Cache
+from skalds.utils.time import now_ms
+
+__all__ = ["NodeDirectory", "NodeInfo"]
+
+
+@dataclass
+class NodeInfo:
+    """One node as last reported (``online`` while its registry field has not expired)."""
+
+    id: str
+    mode: str
+    online: bool
+    last_heartbeat_ms: int | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """className → {schema, supportsUpdate, source} for the classes it runs."""
+        return {w["className"]: w for w in self.info.get("workers", [])}
+
+    @property
+    def capacity(self) -> dict[str, Any]:
+        return dict(self.info.get("capacity", {}))
+
+    @property
+    def task_ids(self) -> list[str]:
+        return [t["id"] for t in self.info.get("tasks", [])]
+
+    def to_json(self) -> dict[str, Any]:
+        age = None if self.last_heartbeat_ms is None else max(0, now_ms() - self.last_heartbeat_ms)
+        return {
+            "id": self.id,
+            "mode": self.mode,
+            "status": "online" if self.online else "offline",
+            "lastHeartbeat": self.last_heartbeat_ms,
+            "heartbeatAgeMs": age,
+            "capacity": self.capacity,
+            "classNames": sorted(self.workers),
+            "tasks": self.info.get("tasks", []),
+        }
+
+
+class NodeDirectory:
+    """Lists nodes from ``skalds:hash`` / ``skalds:mode:hash`` / ``skalds:{id}:info``.
+
+    A node whose field in ``skalds:hash`` expired is gone from the hash; the directory
+    remembers nodes it saw, so they are reported offline rather than forgotten.
+    """
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self._seen: dict[str, NodeInfo] = {}
+
+    def list(self) -> list[NodeInfo]:
+        beats = self.cache.hash_get_all(keys.SKALDS_HASH)
+        modes = self.cache.hash_get_all(keys.SKALDS_MODE_HASH)
+        for node_id, beat in beats.items():
+            raw = self.cache.get(keys.skald_info(node_id))
+            info = json.loads(raw) if raw else {}
+            self._seen[node_id] = NodeInfo(
+                node_id, modes.get(node_id, info.get("mode", "node")), True, int(beat), info
+            )
+        for node_id, node in self._seen.items():
+            if node_id not in beats:
+                node.online = False
+        return sorted(self._seen.values(), key=lambda n: n.id)
+
+    def get(self, node_id: str) -> NodeInfo | None:
+        return next((n for n in self.list() if n.id == node_id), None)
+
+    def schemas(self) -> dict[str, dict[str, Any]]:
+        """className → JSON Schema, from the online nodes (any node's copy)."""
+        out: dict[str, dict[str, Any]] = {}
+        for node in self.list():
+            if node.online:
+                for name, worker in node.workers.items():
+                    out.setdefault(name, worker.get("schema", {}))
+        return out

@@ -1,0 +1,175 @@
+"""What the API does to tasks, apart from HTTP: validate, store, tell the nodes.
+
+The store is written first (it is the truth); events are hints for the nodes, so a
+publish that fails is reported but does not undo the stored change — the node's
+reconcile picks it up.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from skalds.errors import TaskExistsError
+from skalds.model.event import TaskEvent
+from skalds.model.task import ACTIVE_STATUSES, ModeEnum, Task, TaskLifecycleStatus
+from skalds.plugins import Backends
+from skalds.ports.event_bus import Topic
+from skalds.utils.logging import logger
+from skalds_controller.errors import ApiError
+from skalds_controller.nodes import NodeDirectory
+from skalds_controller.schemas import TaskCreate
+
+__all__ = ["TaskService"]
+
+S = TaskLifecycleStatus
+
+
+class TaskService:
+    """Task operations shared by the REST API, the CLI and the dispatcher."""
+
+    def __init__(self, backends: Backends, nodes: NodeDirectory, initiator: str) -> None:
+        self.backends = backends
+        self.nodes = nodes
+        self.initiator = initiator
+
+    # -- reading ----------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task:
+        task = self.backends.store.get_task(task_id)
+        if task is None:
+            raise ApiError(404, "TASK_NOT_FOUND", f"task {task_id!r} not found")
+        return task
+
+    # -- validation -------------------------------------------------------------------
+
+    def check_attachments(self, class_name: str, attachments: dict[str, Any]) -> None:
+        """Validate against the JSON Schema nodes publish; 422 naming each failing field."""
+        schemas = self.nodes.schemas()
+        schema = schemas.get(class_name)
+        if schema is None:
+            known = sorted(schemas)
+            raise ApiError(
+                422,
+                "VALIDATION_ERROR",
+                f"unknown className {class_name!r}; online nodes run: {', '.join(known) or 'none'}",
+                {"className": class_name, "known": known},
+            )
+        problems = [
+            {
+                "field": ".".join(str(p) for p in err.absolute_path) or "(attachments)",
+                "message": err.message,
+            }
+            for err in Draft202012Validator(schema).iter_errors(attachments)
+        ]
+        if problems:
+            raise ApiError(
+                422, "VALIDATION_ERROR", f"attachments do not fit {class_name}", problems
+            )
+
+    # -- changes ----------------------------------------------------------------------
+
+    def create(self, body: TaskCreate) -> Task:
+        self.check_attachments(body.class_name, body.attachments)
+        task = Task(
+            id=body.id or f"task-{uuid.uuid4().hex[:12]}",
+            class_name=body.class_name,
+            source="API",
+            name=body.name,
+            description=body.description,
+            priority=body.priority,
+            dependencies=body.dependencies or None,
+            is_persistent=body.is_persistent,
+            executor=body.executor,
+            mode=ModeEnum.PASSIVE,
+            attachments=body.attachments,
+            retry_policy=body.retry_policy,
+            resources=body.resources,
+            **({"deadline_date_time": body.deadline} if body.deadline else {}),
+        )
+        try:
+            created = self.backends.store.create_task(task)
+        except TaskExistsError:
+            raise ApiError(409, "CONFLICT", f"task {task.id!r} already exists") from None
+        if created.executor:
+            # assigned by hand, as the seed scripts do: tell that node now
+            self.publish(Topic.TASK_ASSIGN, created.id, recipient=created.executor)
+        else:
+            self.publish(Topic.TASK_CREATED, created.id)  # the dispatcher reacts at once
+        return created
+
+    def update_attachments(self, task_id: str, attachments: dict[str, Any]) -> tuple[Task, bool]:
+        """Store new attachments, then tell the node; return (task, event published)."""
+        task = self.get(task_id)
+        self.check_attachments(task.class_name, attachments)
+        updated = self.backends.store.update_task(task_id, {"attachments": attachments})
+        assert updated is not None
+        published = False
+        if updated.lifecycle_status in (S.RUNNING, S.PAUSED):
+            published = self.publish(Topic.TASK_UPDATE_ATTACHMENT, task_id)
+        return updated, published
+
+    def cancel(self, task_id: str) -> Task:
+        task = self.get(task_id)
+        if task.lifecycle_status.is_final:
+            raise ApiError(
+                409, "INVALID_STATUS", f"task {task_id!r} is already {task.lifecycle_status.value}"
+            )
+        changed = self.backends.store.update_task(
+            task_id, {"lifecycle_status": S.CANCELLED}, expected_status=ACTIVE_STATUSES
+        )
+        if changed is None:
+            return self.get(task_id)
+        self.publish(Topic.TASK_CANCEL, task_id)
+        return changed
+
+    def requeue(self, task_id: str) -> Task:
+        """Back to Created (a running worker is stopped first) so it is dispatched again."""
+        task = self.get(task_id)
+        if not task.lifecycle_status.is_final:
+            self.cancel(task_id)
+        changed = self.backends.store.update_task(
+            task_id,
+            {
+                "lifecycle_status": S.CREATED,
+                "executor": None,
+                "error_message": None,
+                "attempts": 0,
+                "not_before": None,
+            },
+            expected_status={S.FINISHED, S.FAILED, S.CANCELLED},
+        )
+        if changed is None:
+            raise ApiError(409, "INVALID_STATUS", f"task {task_id!r} changed meanwhile; retry")
+        return changed
+
+    def set_paused(self, task_id: str, paused: bool) -> Task:
+        task = self.get(task_id)
+        want = S.RUNNING if paused else S.PAUSED
+        if task.lifecycle_status is not want:
+            verb = "pause" if paused else "resume"
+            raise ApiError(
+                409,
+                "INVALID_STATUS",
+                f"cannot {verb} task {task_id!r}: it is {task.lifecycle_status.value}",
+            )
+        self.publish(Topic.TASK_PAUSE if paused else Topic.TASK_RESUME, task_id)
+        return task
+
+    def delete(self, task_id: str) -> None:
+        task = self.get(task_id)
+        if not task.lifecycle_status.is_final:
+            self.cancel(task_id)
+        self.backends.store.delete_task(task_id)
+
+    def publish(self, topic: Topic, task_id: str, recipient: str | None = None) -> bool:
+        """Send an event about ``task_id``; False (logged) when the bus refuses it."""
+        event = TaskEvent(task_ids=[task_id], initiator=self.initiator, recipient=recipient)
+        try:
+            self.backends.event_bus.publish(topic.value, task_id, event.model_dump_json())
+        except Exception as exc:
+            logger.warning("could not publish %s for task %s: %s", topic.value, task_id, exc)
+            return False
+        return True

@@ -1,0 +1,65 @@
+"""Controller settings: the node's backend settings plus the API's own.
+
+Everything comes from arguments, environment variables or ``.env`` like
+:class:`~skalds.config.skald_config.SkaldConfig` (which this extends, so
+``REDIS_HOST``, ``KAFKA_HOST``, ``MONGO_HOST``, ``SKALDS_STORE``... mean the same here).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AliasChoices, Field
+
+from skalds.config.skald_config import SkaldConfig
+
+__all__ = ["ControllerMode", "ControllerSettings", "DispatchStrategy"]
+
+
+class ControllerMode(StrEnum):
+    """What a controller process runs; each mode includes the ones before it."""
+
+    CONTROLLER = "CONTROLLER"
+    """The REST API only."""
+    MONITOR = "MONITOR"
+    """+ the monitor (node liveness, stalled workers), live events and the dashboard."""
+    DISPATCHER = "DISPATCHER"
+    """+ the dispatcher (assigns tasks to nodes)."""
+
+
+class DispatchStrategy(StrEnum):
+    """How the dispatcher picks a node among the eligible ones."""
+
+    LEAST_TASKS = "LEAST_TASKS"
+    ROUND_ROBIN = "ROUND_ROBIN"
+    RANDOM = "RANDOM"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class ControllerSettings(SkaldConfig):
+    """Settings of one System Controller process."""
+
+    mode: ControllerMode = Field(
+        default=ControllerMode.DISPATCHER, validation_alias=_env("SYSTEM_CONTROLLER_MODE")
+    )
+    host: str = Field(default="127.0.0.1", validation_alias=_env("SYSTEM_CONTROLLER_HOST"))
+    port: int = Field(default=8000, ge=0, le=65535, validation_alias=_env("SYSTEM_CONTROLLER_PORT"))
+    dispatcher_strategy: DispatchStrategy = Field(
+        default=DispatchStrategy.LEAST_TASKS, validation_alias=_env("DISPATCHER_STRATEGY")
+    )
+    api_token: str | None = Field(default=None, validation_alias=_env("SKALDS_API_TOKEN"))
+    cors_origins: list[str] = Field(
+        default_factory=list, validation_alias=_env("SKALDS_CORS_ORIGINS")
+    )
+    max_body_bytes: int = Field(
+        default=1_000_000, ge=1024, validation_alias=_env("SKALDS_MAX_BODY_BYTES")
+    )
+    controller_id: str | None = Field(default=None, validation_alias=_env("SYSTEM_CONTROLLER_ID"))
+
+    def runs(self, mode: ControllerMode) -> bool:
+        """Whether this process runs ``mode``'s parts (modes include the ones before)."""
+        order = list(ControllerMode)
+        return order.index(self.mode) >= order.index(mode)
