@@ -153,3 +153,17 @@ def test_a_token_protects_every_endpoint(skalds_backends, node):
         assert c.get("/api/tasks", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/api/tasks", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert c.get("/api/system/health").status_code == 200  # probes stay open
+
+
+def test_garbled_node_entries_in_the_cache_do_not_break_the_api(client, skalds_backends):
+    from skalds.node import keys
+    from skalds.ports import HashSet
+
+    cache = skalds_backends.cache
+    cache.apply([HashSet(keys.SKALDS_HASH, {"weird": "not-a-number"}, 30)])
+    cache.set(keys.skald_info("weird"), '{"workers": "nope", "tasks": 5}', 30)
+    assert client.get("/api/tasks/classnames").status_code == 200
+    cache.set(keys.skald_info("weird"), "{not json", 30)
+    res = client.get("/api/tasks/classnames")
+    assert res.status_code == 200
+    assert [c["className"] for c in res.json()["classNames"]] == ["ProbeWorker"]

@@ -16,6 +16,7 @@ from skalds_controller.auth import GuardMiddleware
 from skalds_controller.background import start_background
 from skalds_controller.deps import Context
 from skalds_controller.errors import install_error_handlers
+from skalds_controller.live_metrics import install_metrics
 from skalds_controller.nodes import NodeDirectory
 from skalds_controller.routes import events, metrics, skalds, system, tasks
 from skalds_controller.service import TaskService
@@ -43,7 +44,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        stop = start_background(context)
+        context.background = stop = start_background(context, observer=install_metrics(app))
         try:
             yield
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
@@ -10,6 +11,9 @@ from skalds.plugins import Backends
 from skalds_controller.nodes import NodeDirectory
 from skalds_controller.service import TaskService
 from skalds_controller.settings import ControllerSettings
+
+if TYPE_CHECKING:
+    from skalds_controller.background import Background
 
 __all__ = ["Context", "get_context"]
 
@@ -22,6 +26,8 @@ class Context:
     backends: Backends
     nodes: NodeDirectory
     tasks: TaskService
+    background: Background | None = None
+    """The monitor/dispatcher of this app (set at start-up; None before, or in tests)."""
 
 
 def get_context(request: Request) -> Context:

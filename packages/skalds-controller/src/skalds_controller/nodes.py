@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,34 @@ from skalds.ports.cache import Cache
 from skalds.utils.time import now_ms
 
 __all__ = ["NodeDirectory", "NodeInfo"]
+
+
+def _parse_info(raw: str | None) -> dict[str, Any]:
+    """A node's info JSON; anything garbled counts as "nothing reported"."""
+    if not raw:
+        return {}
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(info, dict):
+        return {}
+    if not isinstance(info.get("workers", []), list) or not all(
+        isinstance(w, dict) and isinstance(w.get("className"), str) for w in info.get("workers", [])
+    ):
+        info["workers"] = []
+    if not isinstance(info.get("tasks", []), list):
+        info["tasks"] = []
+    if not isinstance(info.get("capacity", {}), dict):
+        info["capacity"] = {}
+    return info
+
+
+def _int_or_none(value: str) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -34,7 +63,7 @@ class NodeInfo:
 
     @property
     def task_ids(self) -> list[str]:
-        return [t["id"] for t in self.info.get("tasks", [])]
+        return [t["id"] for t in self.info.get("tasks", []) if isinstance(t, dict) and "id" in t]
 
     def to_json(self) -> dict[str, Any]:
         age = None if self.last_heartbeat_ms is None else max(0, now_ms() - self.last_heartbeat_ms)
@@ -60,20 +89,22 @@ class NodeDirectory:
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
         self._seen: dict[str, NodeInfo] = {}
+        self._lock = threading.Lock()
 
     def list(self) -> list[NodeInfo]:
         beats = self.cache.hash_get_all(keys.SKALDS_HASH)
         modes = self.cache.hash_get_all(keys.SKALDS_MODE_HASH)
+        fresh = {}
         for node_id, beat in beats.items():
-            raw = self.cache.get(keys.skald_info(node_id))
-            info = json.loads(raw) if raw else {}
-            self._seen[node_id] = NodeInfo(
-                node_id, modes.get(node_id, info.get("mode", "node")), True, int(beat), info
-            )
-        for node_id, node in self._seen.items():
-            if node_id not in beats:
-                node.online = False
-        return sorted(self._seen.values(), key=lambda n: n.id)
+            info = _parse_info(self.cache.get(keys.skald_info(node_id)))
+            mode = modes.get(node_id) or str(info.get("mode", "node"))
+            fresh[node_id] = NodeInfo(node_id, mode, True, _int_or_none(beat), info)
+        with self._lock:
+            self._seen.update(fresh)
+            for node_id, node in self._seen.items():
+                if node_id not in beats:
+                    node.online = False
+            return sorted(self._seen.values(), key=lambda n: n.id)
 
     def get(self, node_id: str) -> NodeInfo | None:
         return next((n for n in self.list() if n.id == node_id), None)

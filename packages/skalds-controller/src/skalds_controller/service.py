@@ -143,6 +143,7 @@ class TaskService:
         )
         if changed is None:
             raise ApiError(409, "INVALID_STATUS", f"task {task_id!r} changed meanwhile; retry")
+        self.publish(Topic.TASK_CREATED, task_id)  # the dispatcher places it at once
         return changed
 
     def set_paused(self, task_id: str, paused: bool) -> Task:

@@ -1,14 +1,21 @@
-"""``/`` and ``/api/system``: what runs and whether its backends answer."""
+"""``/`` and ``/api/system``: what runs, whether its backends answer, and the totals."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from skalds.__about__ import __version__
+from skalds.model.task import ACTIVE_STATUSES
 from skalds.plugins import redact_url
+from skalds.utils.time import now_ms
+from skalds_controller.api_summary import nodes_by_mode, recent_failures, tasks_by_status
 from skalds_controller.deps import Context, get_context
+from skalds_controller.live_events import live_events_of
+from skalds_controller.live_metrics import metrics_of
+from skalds_controller.nodes import NodeInfo
+from skalds_controller.settings import ControllerMode
 
 router = APIRouter(tags=["system"])
 Ctx = Annotated[Context, Depends(get_context)]
@@ -41,3 +48,75 @@ def health(ctx: Ctx) -> dict[str, Any]:
         checks[name] = {"status": "up" if ok else "down", "url": redact_url(url)}
     healthy = all(c["status"] == "up" for c in checks.values())
     return {"status": "healthy" if healthy else "unhealthy", "backends": checks}
+
+
+def _nodes(request: Request) -> list[NodeInfo]:
+    return live_events_of(request.app).watcher.refresh()
+
+
+@router.get("/api/system/status")
+def status(request: Request, ctx: Ctx) -> dict[str, Any]:
+    """What this controller runs, since when, and how much it looks after."""
+    s = ctx.settings
+    metrics = metrics_of(request.app)
+    nodes = _nodes(request)
+    online = sum(1 for n in nodes if n.online)
+    by_status = tasks_by_status(ctx.backends.store)
+    return {
+        "controllerId": ctx.tasks.initiator,
+        "mode": s.mode.value,
+        "version": __version__,
+        "startedAt": metrics.started_ms,
+        "uptimeSeconds": round(metrics.uptime_seconds, 3),
+        "runs": {
+            "api": True,
+            "monitor": s.runs(ControllerMode.MONITOR),
+            "liveEvents": s.runs(ControllerMode.MONITOR),
+            "dispatcher": s.runs(ControllerMode.DISPATCHER),
+        },
+        "dispatcherStrategy": s.dispatcher_strategy.value,
+        "counts": {
+            "tasks": sum(by_status.values()),
+            "activeTasks": sum(by_status[st.value] for st in ACTIVE_STATUSES),
+            "nodesOnline": online,
+            "nodesOffline": len(nodes) - online,
+            "liveClients": live_events_of(request.app).client_count,
+        },
+    }
+
+
+@router.get("/api/system/dashboard/summary")
+def dashboard_summary(request: Request, ctx: Ctx) -> dict[str, Any]:
+    """Tasks by status, nodes online/offline by mode, free capacity, recent failures."""
+    nodes = _nodes(request)
+    online = [n for n in nodes if n.online]
+    by_status = tasks_by_status(ctx.backends.store)
+    capacity = {"maxWorkers": 0, "running": 0, "free": 0}
+    for node in online:
+        for key in capacity:
+            value = node.capacity.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                capacity[key] += value
+    return {
+        "tasks": {"total": sum(by_status.values()), "byStatus": by_status},
+        "nodes": {
+            "online": len(online),
+            "offline": len(nodes) - len(online),
+            "byMode": nodes_by_mode(nodes),
+        },
+        "capacity": capacity,
+        "recentFailures": recent_failures(ctx.backends.store),
+        "at": now_ms(),
+    }
+
+
+@router.get("/api/system/metrics")
+def system_metrics(request: Request, ctx: Ctx) -> dict[str, Any]:
+    """The figures of ``/metrics`` as JSON (dispatch latency percentiles in ms)."""
+    nodes = _nodes(request)
+    online = sum(1 for n in nodes if n.online)
+    return {
+        **metrics_of(request.app).snapshot(),
+        "tasks": tasks_by_status(ctx.backends.store),
+        "nodes": {"online": online, "offline": len(nodes) - online},
+    }

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from skalds.model.task import Task, TaskLifecycleStatus
+from skalds.node import keys
 from skalds.ports.store import TaskQuery
+from skalds_controller.api_logs import follow_log, locate_log, tail_log
 from skalds_controller.deps import Context, get_context
 from skalds_controller.errors import ApiError
+from skalds_controller.live_events import live_events_of
 from skalds_controller.schemas import AttachmentsUpdate, Page, StatusChange, TaskCreate
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 Ctx = Annotated[Context, Depends(get_context)]
 S = TaskLifecycleStatus
+UPDATE_ACK_SECONDS = 2.0
+"""How long the attachments endpoint waits for the worker to confirm an update."""
 
 
 def task_json(task: Task) -> dict[str, Any]:
@@ -68,10 +75,32 @@ def get_task(ctx: Ctx, task_id: str) -> dict[str, Any]:
 
 
 @router.put("/{task_id}/attachments")
-def update_attachments(ctx: Ctx, task_id: str, body: AttachmentsUpdate) -> dict[str, Any]:
-    """Store new attachments (validated), then send the update to the running worker."""
-    task, published = ctx.tasks.update_attachments(task_id, body.attachments)
-    return {"task": task_json(task), "updateSent": published}
+def update_attachments(
+    request: Request, ctx: Ctx, task_id: str, body: AttachmentsUpdate
+) -> dict[str, Any]:
+    """Store new attachments (validated), then send them to the running worker.
+
+    ``updateReceived`` says whether the worker applied them within a few seconds
+    (its node answers ``UpdateApplied``/``UpdateFailed``); ``updateError`` says why not.
+    """
+    hub = live_events_of(request.app)
+    with hub.expect_update(task_id) as waiter:
+        task, published = ctx.tasks.update_attachments(task_id, body.attachments)
+        answered = published and waiter.wait(UPDATE_ACK_SECONDS)
+    error = None
+    if published and not answered:
+        error = f"no answer from the worker within {UPDATE_ACK_SECONDS:g} s"
+    elif answered and not waiter.applied:
+        error = (
+            f"the worker's update handler failed on node {waiter.node}; "
+            f"see GET /api/tasks/{task_id}/logs"
+        )
+    return {
+        "task": task_json(task),
+        "updateSent": published,
+        "updateReceived": bool(answered and waiter.applied),
+        "updateError": error,
+    }
 
 
 @router.put("/{task_id}/status")
@@ -102,3 +131,67 @@ def resume(ctx: Ctx, task_id: str) -> dict[str, Any]:
 def delete(ctx: Ctx, task_id: str) -> Response:
     ctx.tasks.delete(task_id)
     return Response(status_code=204)
+
+
+@router.get("/{task_id}/heartbeat")
+def heartbeat(request: Request, ctx: Ctx, task_id: str) -> dict[str, Any]:
+    """The worker's heartbeat now (alive while its key lives) and its recent history."""
+    task = ctx.tasks.get(task_id)
+    cache = ctx.backends.cache
+    raw = cache.get(keys.task_heartbeat(task_id))
+    value = int(raw) if raw is not None and raw.lstrip("-").isdigit() else None
+    watcher = live_events_of(request.app).watcher
+    if value is not None:
+        watcher.record_heartbeat(task_id, value)
+    return {
+        "taskId": task_id,
+        "heartbeat": value,
+        "alive": raw is not None,
+        "lifecycleStatus": task.lifecycle_status.value,
+        "reportedStatus": cache.get(keys.task_status(task_id)),
+        "executor": task.executor,
+        "hasError": cache.get(keys.task_has_error(task_id)) == "true",
+        "error": cache.get(keys.task_exception(task_id)),
+        "history": watcher.heartbeat_history(task_id),
+    }
+
+
+@router.get(
+    "/{task_id}/logs",
+    responses={200: {"content": {"application/json": {}, "text/plain": {}}}},
+)
+async def logs(
+    request: Request,
+    ctx: Ctx,
+    task_id: str,
+    tail: Annotated[int, Query(ge=0, le=10_000)] = 100,
+    follow: bool = False,
+) -> Any:
+    """The last ``tail`` lines of the task's log file (JSON).
+
+    With ``follow=true`` the answer is plain text streamed as the worker writes, ending
+    once the task has ended and its log went quiet. Only a log file that a node on this
+    machine published for this task is read.
+    """
+    await run_in_threadpool(ctx.tasks.get, task_id)  # 404 TASK_NOT_FOUND first
+    where = await run_in_threadpool(live_events_of(request.app).watcher.log_location, task_id)
+    path = locate_log(task_id, where)
+    start = await run_in_threadpool(tail_log, path, tail)
+    if not follow:
+        assert where is not None
+        return {
+            "taskId": task_id,
+            "node": where.node_id,
+            "file": str(path),
+            "lines": start.lines,
+        }
+
+    def ended() -> bool:
+        task = ctx.backends.store.get_task(task_id)
+        return task is None or task.lifecycle_status.is_final
+
+    return StreamingResponse(
+        follow_log(path, start, ended),
+        media_type="text/plain; charset=utf-8",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,407 @@
+"""The dispatcher: puts Created tasks on nodes, within milliseconds of the reason to.
+
+It wakes on ``task.created`` (the API), ``taskworker.update`` with a final status (a
+worker ended: capacity and dependencies change), a node joining (the monitor tells
+it) and winning the lease; besides, a slow timer repairs whatever events missed.
+Each wake runs one *pass* over the store's active tasks, so a burst of events costs
+one pass, not one per event.
+
+A pass, only while this controller holds the dispatcher lease:
+
+1. Failed tasks with tries left go back to Created with ``not_before`` (back-off).
+2. Assignments not picked up within ``assign_timeout`` go back to Created.
+3. Created tasks without executor, highest priority first, oldest first: an expired
+   deadline or a failed dependency fails them (with the reason); unmet dependencies
+   or a future ``not_before`` make them wait; otherwise the strategy picks an
+   eligible node, Created → Assigning is a compare-and-set, and ``task.assign`` goes
+   to that node (which moves the task to Running).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from skalds.errors import TaskNotFoundError
+from skalds.model.task import ACTIVE_STATUSES, Task, TaskLifecycleStatus
+from skalds.node.events import parse_task_event
+from skalds.plugins import Backends
+from skalds.ports.event_bus import BusMessage, Subscription, Topic
+from skalds.ports.store import TaskQuery
+from skalds.utils.logging import logger
+from skalds.utils.time import now_ms
+from skalds_controller.lease import Lease
+from skalds_controller.nodes import NodeDirectory
+from skalds_controller.placement import NodeSlot, node_slots
+from skalds_controller.retries import Retries
+from skalds_controller.rules import Readiness, check_dependencies, deadline_passed
+from skalds_controller.settings import ControllerSettings, DispatchStrategy
+from skalds_controller.strategies import Strategy, make_strategy
+from skalds_controller.transitions import Transitions
+
+__all__ = ["DISPATCHER_TOPICS", "DispatchObserver", "Dispatcher"]
+
+S = TaskLifecycleStatus
+DISPATCHER_TOPICS = (Topic.TASK_CREATED.value, Topic.TASKWORKER_UPDATE.value)
+_WAKING_TITLES = frozenset({S.CREATED.value, S.FINISHED.value, S.FAILED.value, S.CANCELLED.value})
+_SUBSCRIBE_RETRY_SECONDS = 2.0
+
+
+class DispatchObserver(Protocol):
+    """Where the dispatcher reports what it did (the controller's metrics)."""
+
+    def observe_dispatch_latency(self, seconds: float) -> None: ...
+
+    def event_handled(self, source: str) -> None: ...
+
+    def event_failed(self, source: str) -> None: ...
+
+
+class Dispatcher:
+    """Assigns tasks to nodes; one per controller, acting only while it holds the lease.
+
+    Args:
+        backends: the shared event bus, cache and store.
+        settings: read for the strategy at every pass (so changing
+            ``settings.dispatcher_strategy`` switches it too).
+        controller_id: names this controller in events and its consumer group.
+        lease: the dispatcher lease; ``None`` dispatches unconditionally (the store's
+            compare-and-set still prevents double assignment).
+        observer: receives dispatch latencies and event counts.
+        assign_timeout: seconds an assignment may stay un-picked before it is undone.
+        reconcile_every: seconds between passes when no event arrives.
+        retry_sweep_every: seconds between scans of all Failed tasks for retries
+            (events bring failures at once; the scan only repairs missed ones).
+        rng: random source of the RANDOM strategy.
+    """
+
+    def __init__(
+        self,
+        backends: Backends,
+        settings: ControllerSettings,
+        *,
+        controller_id: str,
+        lease: Lease | None = None,
+        observer: DispatchObserver | None = None,
+        assign_timeout: float = 10.0,
+        reconcile_every: float = 5.0,
+        retry_sweep_every: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.backends = backends
+        self.settings = settings
+        self.controller_id = controller_id
+        self.lease = lease
+        self.observer = observer
+        self.assign_timeout = assign_timeout
+        self.reconcile_every = reconcile_every
+        self.transitions = Transitions(backends, controller_id)
+        self._rng = rng or random.Random()
+        self._strategy: Strategy = make_strategy(settings.dispatcher_strategy, self._rng)
+        self._nodes = NodeDirectory(backends.cache)  # own instance: it keeps state
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.retries = Retries(backends.store, self.transitions, sweep_every=retry_sweep_every)
+        self._waiting_why: dict[str, str] = {}
+        self._subscription: Subscription | None = None
+        self._thread: threading.Thread | None = None
+        self._subscriber: threading.Thread | None = None
+        self.counts: dict[str, int] = {
+            "passes": 0,
+            "assigned": 0,
+            "retried": 0,
+            "reassigned": 0,
+            "failed": 0,
+        }
+        if lease is not None:
+            lease.on_change(self._lease_changed)
+
+    # -- control ------------------------------------------------------------------------
+
+    @property
+    def leading(self) -> bool:
+        """Whether this dispatcher may act now."""
+        return self.lease is None or self.lease.held
+
+    @property
+    def strategy(self) -> DispatchStrategy:
+        """The strategy in the settings (an unknown value there keeps the current one)."""
+        try:
+            return DispatchStrategy(self.settings.dispatcher_strategy)
+        except ValueError:
+            return self._strategy.name
+
+    def set_strategy(self, name: DispatchStrategy | str) -> DispatchStrategy:
+        """Switch the strategy from the next pass on; return it.
+
+        Raises:
+            ValueError: ``name`` is not a strategy.
+        """
+        kind = DispatchStrategy(name)
+        self.settings.dispatcher_strategy = kind
+        self.wake()
+        return kind
+
+    def wake(self) -> None:
+        """Run a pass as soon as possible (cheap; many wakes make one pass)."""
+        self._wake.set()
+
+    def on_node_change(self, node_id: str, online: bool) -> None:
+        """Monitor listener: a node that joins may take waiting tasks."""
+        if online:
+            self.wake()
+
+    def _lease_changed(self, held: bool) -> None:
+        if held:
+            self.retries.sweep_soon()  # a new leader first repairs what the old one left
+            self.wake()
+
+    def start(self) -> None:
+        """Start the dispatch thread, and a thread that subscribes to the bus (retrying)."""
+        self._thread = threading.Thread(target=self._loop, name="skalds-dispatcher", daemon=True)
+        self._thread.start()
+        self._subscriber = threading.Thread(
+            target=self._subscribe_loop, name="skalds-dispatcher-subscribe", daemon=True
+        )
+        self._subscriber.start()
+
+    def stop(self) -> None:
+        """Stop after the current pass and close the bus subscription."""
+        self._stop.set()
+        self._wake.set()
+        for thread in (self._thread, self._subscriber):
+            if thread is not None:
+                thread.join(timeout=10)
+        with self._lock:
+            subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            try:
+                subscription.close()
+            except Exception as exc:
+                logger.warning("dispatcher: closing the subscription failed: %s", exc)
+
+    def describe(self) -> dict[str, Any]:
+        """The dispatcher's state for status pages."""
+        return {
+            "controllerId": self.controller_id,
+            "strategy": self.strategy.value,
+            "leading": self.leading,
+            "leaseHolder": self.lease.current_holder() if self.lease else self.controller_id,
+            "subscribed": self._subscription is not None,
+            **self.counts,
+        }
+
+    # -- events (bus thread) ----------------------------------------------------------------
+
+    def _on_message(self, msg: BusMessage) -> None:
+        event = parse_task_event(msg)
+        if event is None:
+            self._observe("event_failed", "dispatcher")
+            return
+        self._observe("event_handled", "dispatcher")
+        if msg.topic == Topic.TASKWORKER_UPDATE.value:
+            if event.title not in _WAKING_TITLES:
+                return  # Running, Paused, UpdateApplied...: nothing to place
+            if event.title == S.FAILED.value:
+                self.retries.note_failed(event.task_ids)
+        self._wake.set()
+
+    def _observe(self, method: str, *args: Any) -> None:
+        if self.observer is None:
+            return
+        try:
+            getattr(self.observer, method)(*args)
+        except Exception:
+            logger.exception("dispatcher: the metrics observer failed")
+
+    def _subscribe_loop(self) -> None:
+        """Subscribe, retrying while the bus is down; passes go on meanwhile (own thread).
+
+        Joining a consumer group can take seconds on Kafka: doing it here keeps the
+        dispatch thread's periodic passes running from the start.
+        """
+        bus = self.backends.event_bus
+        group = f"skalds-dispatcher-{self.controller_id}"
+        while not self._stop.is_set():
+            try:
+                bus.ensure_topics(DISPATCHER_TOPICS)
+                subscription = bus.subscribe(DISPATCHER_TOPICS, self._on_message, group=group)
+            except Exception as exc:
+                logger.error(
+                    "dispatcher: cannot subscribe to %s (%s); retrying in %.0f s, "
+                    "periodic passes go on meanwhile",
+                    ", ".join(DISPATCHER_TOPICS),
+                    exc,
+                    _SUBSCRIBE_RETRY_SECONDS,
+                )
+                self._stop.wait(_SUBSCRIBE_RETRY_SECONDS)
+                continue
+            with self._lock:
+                if self._stop.is_set():
+                    subscription.close()
+                    return
+                self._subscription = subscription
+            self.wake()  # place what was created while nobody listened
+            return
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_pass = 0.0
+        failing = False
+        while not self._stop.is_set():
+            self._wake.wait(max(0.0, next_pass - time.monotonic()))
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            if not self.leading:
+                self.retries.drop_noted()  # the leader handles them
+                next_pass = time.monotonic() + self.reconcile_every
+                continue
+            try:
+                next_pass = time.monotonic() + self.run_pass()
+                if failing:
+                    logger.info("dispatcher: backends answer again; dispatching")
+                failing = False
+            except Exception as exc:
+                if not failing:
+                    logger.error("dispatcher: pass failed (%s); retrying in 1 s", exc)
+                failing = True
+                next_pass = time.monotonic() + 1.0
+
+    def run_pass(self) -> float:
+        """Do one dispatch pass now; return the seconds until the next one is due."""
+        self.counts["passes"] += 1
+        now = now_ms()
+        self.counts["retried"] += self.retries.run(now)
+        active = self.backends.store.list_tasks(TaskQuery(statuses=ACTIVE_STATUSES))
+        slots = node_slots(self._nodes.list(), active)
+        due = [self.reconcile_every]
+        self._undo_stale_assignments(active, now, due)
+        known = {t.id: t for t in active}
+        waiting = sorted(
+            (t for t in active if t.lifecycle_status is S.CREATED and not t.executor),
+            key=lambda t: (-t.priority, t.create_date_time, t.id),
+        )
+        self._forget(waiting)
+        strategy = self._current_strategy()
+        lookup = _memo(self.backends.store.get_task, known)
+        for task in waiting:
+            if not self.leading or self._stop.is_set():
+                break
+            try:
+                self._consider(task, now, slots, strategy, lookup, due)
+            except TaskNotFoundError:
+                continue  # deleted meanwhile
+        return max(0.0, min(due))
+
+    def _forget(self, waiting: list[Task]) -> None:
+        """Drop notes about tasks no longer waiting; a re-queue resets the retry guard."""
+        for gone in set(self._waiting_why) - {t.id for t in waiting}:
+            del self._waiting_why[gone]
+        self.retries.forget_resets(waiting)
+
+    def _current_strategy(self) -> Strategy:
+        kind = self.strategy
+        if self._strategy.name is not kind:
+            logger.info("dispatcher: strategy %s → %s", self._strategy.name.value, kind.value)
+            self._strategy = make_strategy(kind, self._rng)
+        return self._strategy
+
+    # -- the steps of a pass ----------------------------------------------------------------
+
+    def _undo_stale_assignments(self, active: list[Task], now: int, due: list[float]) -> None:
+        timeout_ms = int(self.assign_timeout * 1000)
+        for task in active:
+            if task.lifecycle_status is not S.ASSIGNING:
+                continue
+            left_ms = task.update_date_time + timeout_ms - now
+            if left_ms > 0:
+                due.append(left_ms / 1000)
+                continue
+            reason = (
+                f"node {task.executor} did not pick the task up within "
+                f"{self.assign_timeout:g} s; dispatching it again"
+            )
+            if self.transitions.move(task.id, {S.ASSIGNING}, S.CREATED, reason, executor=None):
+                self.counts["reassigned"] += 1
+                logger.warning("task %s: %s", task.id, reason)
+                due.append(0.0)
+
+    def _consider(
+        self,
+        task: Task,
+        now: int,
+        slots: dict[str, NodeSlot],
+        strategy: Strategy,
+        lookup: Callable[[str], Task | None],
+        due: list[float],
+    ) -> None:
+        if deadline_passed(task, now):
+            self._fail(task, "its deadline passed before it could be dispatched")
+            return
+        due.append((task.deadline_date_time - now) / 1000)  # fail it on time while it waits
+        if task.not_before is not None and task.not_before > now:
+            due.append((task.not_before - now) / 1000)
+            return
+        deps = check_dependencies(task, lookup)
+        if deps.readiness is Readiness.FAIL:
+            self._fail(task, f"not started: {deps.reason}")
+            return
+        if deps.readiness is Readiness.WAIT:
+            return  # a dependency ending wakes the dispatcher
+        eligible = [slot for slot in slots.values() if slot.refusal(task) is None]
+        if not eligible:
+            self._note_waiting(task, slots)
+            return
+        chosen = slots[strategy.pick(eligible).node_id]
+        ready_ms = max(task.create_date_time, task.not_before or 0, deps.finished_at_ms)
+        if self._assign(task, chosen, ready_ms):
+            due.append(self.assign_timeout)  # to undo it in time if nobody picks it up
+
+    def _fail(self, task: Task, reason: str) -> None:
+        if self.transitions.move(task.id, {S.CREATED}, S.FAILED, reason):
+            self.counts["failed"] += 1
+            logger.warning("task %s failed: %s", task.id, reason)
+
+    def _assign(self, task: Task, slot: NodeSlot, ready_ms: int) -> bool:
+        moved = self.backends.store.update_task(
+            task.id,
+            {"lifecycle_status": S.ASSIGNING, "executor": slot.node_id},
+            expected_status={S.CREATED},
+        )
+        if moved is None:
+            return False  # changed meanwhile (cancelled, or another dispatcher was first)
+        slot.take(task)
+        self._waiting_why.pop(task.id, None)
+        self.transitions.publish(Topic.TASK_ASSIGN, task.id, recipient=slot.node_id)
+        self.counts["assigned"] += 1
+        self._observe("observe_dispatch_latency", max(0, now_ms() - ready_ms) / 1000)
+        logger.debug("task %s assigned to %s", task.id, slot.node_id)
+        return True
+
+    def _note_waiting(self, task: Task, slots: dict[str, NodeSlot]) -> None:
+        """Log once (per reason) why a task cannot be placed, not at every pass."""
+        reasons = [f"{s.node_id} {s.refusal(task)}" for s in slots.values()]
+        why = "; ".join(reasons) if reasons else "no node-mode Skald is online"
+        if self._waiting_why.get(task.id) != why:
+            self._waiting_why[task.id] = why
+            logger.info("task %s (%s) waits for a node: %s", task.id, task.class_name, why)
+
+
+def _memo(
+    read: Callable[[str], Task | None], known: dict[str, Task]
+) -> Callable[[str], Task | None]:
+    """A per-pass lookup: tasks already listed, then the store, each read at most once."""
+    cache: dict[str, Task | None] = dict(known)
+
+    def lookup(task_id: str) -> Task | None:
+        if task_id not in cache:
+            cache[task_id] = read(task_id)
+        return cache[task_id]
+
+    return lookup

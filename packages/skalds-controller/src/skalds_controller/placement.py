@@ -1,0 +1,94 @@
+"""Which nodes can take a task now: online node-mode Skalds with the class and room for it.
+
+Load and used resources are counted from the store (tasks whose executor is the node
+and that are not final), not from the node's once-a-second report: the store already
+holds the assignments made a moment ago, so a burst of tasks does not all land on the
+node that looked empty one report ago.
+
+Resources: a task may ask for ``{"gpu": 1}``; a node offers what it reports in its
+info under ``resources`` (or ``capacity.resources``). A resource a node does not
+report counts as 0, so such a task waits until a node reports having it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from skalds.model.task import Task
+from skalds_controller.nodes import NodeInfo
+
+__all__ = ["NodeSlot", "node_resources", "node_slots"]
+
+_DISPATCHABLE_MODE = "node"
+
+
+@dataclass
+class NodeSlot:
+    """One eligible-in-principle node and what is taken on it (updated as tasks are placed)."""
+
+    node_id: str
+    max_workers: int
+    class_names: frozenset[str]
+    resources: dict[str, float] = field(default_factory=dict)
+    load: int = 0
+    used: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.max_workers - self.load)
+
+    def refusal(self, task: Task) -> str | None:
+        """Why this node cannot take ``task`` now, or ``None`` when it can."""
+        if task.class_name not in self.class_names:
+            return f"does not run {task.class_name}"
+        if self.free <= 0:
+            return f"is full ({self.load}/{self.max_workers} workers)"
+        for name, wanted in task.resources.items():
+            left = self.resources.get(name, 0.0) - self.used.get(name, 0.0)
+            if wanted > left:
+                return f"has {left:g} {name} free, the task needs {wanted:g}"
+        return None
+
+    def take(self, task: Task) -> None:
+        """Count ``task`` as placed here (within this dispatch pass)."""
+        self.load += 1
+        for name, amount in task.resources.items():
+            self.used[name] = self.used.get(name, 0.0) + amount
+
+
+def node_resources(info: Mapping[str, Any]) -> dict[str, float]:
+    """The resources a node reports (``{"gpu": 2}``); ``{}`` when it reports none."""
+    raw = info.get("resources")
+    if raw is None:
+        raw = (info.get("capacity") or {}).get("resources")
+    if not isinstance(raw, Mapping):
+        return {}
+    out: dict[str, float] = {}
+    for name, amount in raw.items():
+        try:
+            out[str(name)] = float(amount)
+        except (TypeError, ValueError):
+            continue  # a malformed figure offers nothing rather than breaking dispatch
+    return out
+
+
+def node_slots(nodes: Iterable[NodeInfo], active: Iterable[Task]) -> dict[str, NodeSlot]:
+    """Slots for the online node-mode nodes, loaded with the store's active tasks."""
+    slots: dict[str, NodeSlot] = {}
+    for node in nodes:
+        if not node.online or node.mode != _DISPATCHABLE_MODE:
+            continue
+        try:
+            max_workers = int(node.capacity.get("maxWorkers", 0))
+        except (TypeError, ValueError):
+            max_workers = 0
+        slots[node.id] = NodeSlot(
+            node.id, max_workers, frozenset(node.workers), node_resources(node.info)
+        )
+    for task in active:
+        slot = slots.get(task.executor or "")
+        if slot is not None and not task.lifecycle_status.is_final:
+            slot.take(task)
+    return slots

@@ -1,0 +1,86 @@
+"""Status changes the controller makes itself (dispatcher, monitor), told to everyone.
+
+Each change is a compare-and-set in the store; when it took effect it is announced
+on ``taskworker.update`` with the new status as the title, like a node announces its
+own changes, so live views and other controllers see controller-made changes too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from skalds.errors import TaskNotFoundError
+from skalds.model.event import TaskEvent
+from skalds.model.task import Task, TaskLifecycleStatus
+from skalds.plugins import Backends
+from skalds.ports.event_bus import Topic
+from skalds.utils.logging import logger
+from skalds.utils.time import now_ms
+
+__all__ = ["Transitions"]
+
+
+class Transitions:
+    """Compare-and-set status changes plus the events that tell nodes and viewers."""
+
+    def __init__(self, backends: Backends, initiator: str) -> None:
+        self.backends = backends
+        self.initiator = initiator
+
+    def move(
+        self,
+        task_id: str,
+        expected: Collection[TaskLifecycleStatus],
+        status: TaskLifecycleStatus,
+        reason: str | None = None,
+        **changes: Any,
+    ) -> Task | None:
+        """Set ``status`` (and ``changes``) if the task is in ``expected``; announce it.
+
+        Returns:
+            The changed task, or ``None`` when it was not in ``expected`` or is gone.
+        """
+        fields: dict[str, Any] = {"lifecycle_status": status, **changes}
+        if reason is not None:
+            fields["error_message"] = reason
+        try:
+            moved = self.backends.store.update_task(task_id, fields, expected_status=expected)
+        except TaskNotFoundError:
+            return None
+        if moved is not None:
+            self.publish(
+                Topic.TASKWORKER_UPDATE,
+                task_id,
+                title=status.value,
+                event_id=f"{task_id}:{status.value}:{now_ms()}",
+            )
+        return moved
+
+    def publish(
+        self,
+        topic: Topic,
+        task_id: str,
+        *,
+        recipient: str | None = None,
+        title: str | None = None,
+        event_id: str | None = None,
+    ) -> bool:
+        """Publish one task event; False (logged) when the bus refuses it.
+
+        The store already holds the change, so a lost event only delays its effect
+        (nodes and dispatchers reconcile from the store).
+        """
+        event = TaskEvent(
+            task_ids=[task_id],
+            initiator=self.initiator,
+            recipient=recipient,
+            title=title,
+            id=event_id,
+        )
+        try:
+            self.backends.event_bus.publish(topic.value, task_id, event.model_dump_json())
+        except Exception as exc:
+            logger.warning("could not publish %s for task %s: %s", topic.value, task_id, exc)
+            return False
+        return True

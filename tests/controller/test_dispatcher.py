@@ -1,0 +1,456 @@
+"""The dispatcher on the in-memory backends with real nodes: who runs what, when, how often.
+
+Tasks are created through the REST API without an executor, as users do; the
+controller's background (monitor + dispatcher) places them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from skalds.model.event import TaskEvent
+from skalds.model.task import Task, TaskLifecycleStatus
+from skalds.node import keys
+from skalds.ports.cache import HashDelete, HashSet, Set
+from skalds.ports.event_bus import Topic
+from skalds.utils.logging import logger
+from skalds.utils.time import now_ms
+from skalds_controller import ControllerSettings, DispatchStrategy, create_app
+from skalds_controller.background import Background, start_background
+from skalds_controller.deps import Context
+from skalds_controller.dispatcher import Dispatcher
+from tests.helpers import read_lines, wait_for
+from tests.workers import OtherProbeWorker, ProbeWorker
+
+S = TaskLifecycleStatus
+
+
+@dataclass
+class Controller:
+    """One controller process as a test sees it: its API and its background parts."""
+
+    context: Context
+    background: Background
+    client: TestClient
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        assert self.background.dispatcher is not None
+        return self.background.dispatcher
+
+    def create(self, task_id: str, trace: Path, **fields: Any) -> None:
+        attachments = {"traceFile": str(trace), **fields.pop("attachments", {})}
+        body = {"id": task_id, "className": "ProbeWorker", "attachments": attachments, **fields}
+        res = self.client.post("/api/tasks", json=body)
+        assert res.status_code == 201, res.text
+
+    def task(self, task_id: str) -> Task:
+        task = self.context.backends.store.get_task(task_id)
+        assert task is not None
+        return task
+
+    def status(self, task_id: str) -> TaskLifecycleStatus:
+        return self.task(task_id).lifecycle_status
+
+
+@pytest.fixture
+def controllers(skalds_backends) -> Iterator[Callable[..., Controller]]:
+    """``start(**settings)``: a controller on the shared backends (stopped at the end)."""
+    started: list[Controller] = []
+
+    def start(**settings: Any) -> Controller:
+        settings.setdefault("load_entry_points", False)
+        app = create_app(ControllerSettings(**settings), backends=skalds_backends)
+        context = app.state.context
+        controller = Controller(context, start_background(context), TestClient(app))
+        started.append(controller)
+        return controller
+
+    yield start
+    for controller in started:
+        controller.background()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    """Messages of the ``skalds`` logger (it does not propagate to pytest's capture)."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Collect(logging.INFO)
+    logger.addHandler(handler)
+    yield lines
+    logger.removeHandler(handler)
+
+
+@pytest.fixture
+def make_node(skalds_node_factory):
+    def make(*workers: type, **config: Any):
+        config.setdefault("cancel_grace_seconds", 0.5)
+        return skalds_node_factory(workers=list(workers or [ProbeWorker]), **config)
+
+    return make
+
+
+def wait_status(ctl: Controller, task_id: str, *statuses: S, timeout: float = 10.0) -> Task:
+    return wait_for(
+        lambda: (t := ctl.task(task_id)).lifecycle_status in statuses and t, timeout=timeout
+    )
+
+
+# -- strategies -----------------------------------------------------------------------------
+
+
+def test_least_tasks_spreads_a_burst_evenly(make_node, controllers, tmp_path):
+    a, b = make_node(), make_node()
+    ctl = controllers()
+    for i in range(6):
+        ctl.create(f"t{i}", tmp_path / f"t{i}", attachments={"mainSeconds": 30})
+    for i in range(6):
+        wait_status(ctl, f"t{i}", S.RUNNING)
+    placed = Counter(ctl.task(f"t{i}").executor for i in range(6))
+    assert placed == {a.skald_id: 3, b.skald_id: 3}
+
+
+def test_round_robin_takes_nodes_in_turn_whatever_their_load(make_node, controllers, tmp_path):
+    nodes = sorted([make_node(), make_node(), make_node()], key=lambda n: n.skald_id)
+    ids = [n.skald_id for n in nodes]
+    ctl = controllers(dispatcher_strategy="ROUND_ROBIN")
+    for i in range(2):  # the first node is busier; round robin does not care
+        ctl.create(
+            f"pinned{i}", tmp_path / f"p{i}", executor=ids[0], attachments={"mainSeconds": 30}
+        )
+    placed = []
+    for i in range(6):
+        ctl.create(f"t{i}", tmp_path / f"t{i}", attachments={"mainSeconds": 30})
+        placed.append(wait_status(ctl, f"t{i}", S.ASSIGNING, S.RUNNING).executor)
+    assert placed == [ids[i % 3] for i in range(6)]
+
+
+def test_random_uses_every_node(make_node, controllers, tmp_path):
+    ids = {make_node().skald_id for _ in range(3)}
+    ctl = controllers(dispatcher_strategy="RANDOM")
+    for i in range(36):
+        ctl.create(f"t{i}", tmp_path / f"t{i}")
+    done = [wait_status(ctl, f"t{i}", S.FINISHED) for i in range(36)]
+    assert {t.executor for t in done} == ids  # all three used: missing one has p < 2e-6
+
+
+def test_the_strategy_switches_at_runtime(make_node, controllers, tmp_path):
+    nodes = sorted([make_node(), make_node(), make_node()], key=lambda n: n.skald_id)
+    ids = [n.skald_id for n in nodes]
+    ctl = controllers()
+    assert ctl.dispatcher.describe()["strategy"] == "LEAST_TASKS"
+    for i in range(2):
+        ctl.create(
+            f"pinned{i}", tmp_path / f"p{i}", executor=ids[0], attachments={"mainSeconds": 30}
+        )
+    ctl.create("least", tmp_path / "least", attachments={"mainSeconds": 30})
+    assert wait_status(ctl, "least", S.ASSIGNING, S.RUNNING).executor == ids[1]
+
+    ctl.background.set_strategy("ROUND_ROBIN")
+    placed = []
+    for i in range(3):
+        ctl.create(f"rr{i}", tmp_path / f"rr{i}", attachments={"mainSeconds": 30})
+        placed.append(wait_status(ctl, f"rr{i}", S.ASSIGNING, S.RUNNING).executor)
+    assert placed == ids
+    assert ctl.context.settings.dispatcher_strategy == DispatchStrategy.ROUND_ROBIN
+
+    ctl.context.settings.dispatcher_strategy = DispatchStrategy.RANDOM  # the settings way
+    ctl.create("rnd", tmp_path / "rnd")
+    wait_status(ctl, "rnd", S.FINISHED)
+    assert ctl.dispatcher.describe()["strategy"] == "RANDOM"
+    with pytest.raises(ValueError):
+        ctl.background.set_strategy("FASTEST")
+
+
+# -- eligibility and capacity -----------------------------------------------------------------
+
+
+def test_only_nodes_that_run_the_class_get_its_tasks(make_node, controllers, tmp_path):
+    make_node(ProbeWorker)
+    other = make_node(OtherProbeWorker)
+    ctl = controllers()
+    for i in range(4):
+        ctl.create(f"o{i}", tmp_path / f"o{i}", className="OtherProbeWorker")
+    assert {wait_status(ctl, f"o{i}", S.FINISHED).executor for i in range(4)} == {other.skald_id}
+
+
+def test_a_full_node_gets_no_more_tasks_until_one_ends(make_node, controllers, tmp_path):
+    make_node(max_workers=2)
+    ctl = controllers()
+    for i in range(3):
+        ctl.create(f"t{i}", tmp_path / f"t{i}", attachments={"mainSeconds": 1.0})
+    wait_status(ctl, "t0", S.RUNNING)
+    wait_status(ctl, "t1", S.RUNNING)
+    time.sleep(0.3)
+    waiting = ctl.task("t2")
+    assert waiting.lifecycle_status is S.CREATED and waiting.executor is None
+    assert wait_status(ctl, "t2", S.FINISHED).attempts == 1
+    assert all(read_lines(tmp_path / f"t{i}").count("main") == 1 for i in range(3))
+
+
+def test_a_task_needing_a_resource_no_node_has_waits_and_says_why(
+    make_node, controllers, tmp_path, log_lines
+):
+    make_node()
+    ctl = controllers()
+    ctl.create("gpu", tmp_path / "gpu", resources={"gpu": 1})
+    ctl.create("cpu", tmp_path / "cpu")
+    wait_status(ctl, "cpu", S.FINISHED)
+    assert ctl.status("gpu") is S.CREATED and ctl.task("gpu").executor is None
+    wait_for(lambda: any("has 0 gpu free, the task needs 1" in line for line in log_lines))
+
+
+def test_higher_priority_runs_first(make_node, controllers, tmp_path):
+    make_node(max_workers=1)
+    ctl = controllers()
+    trace = tmp_path / "order"
+    ctl.create("block", trace, attachments={"label": "block", "mainSeconds": 0.8})
+    wait_status(ctl, "block", S.RUNNING)
+    ctl.create("low", trace, priority=1, attachments={"label": "low"})
+    ctl.create("high", trace, priority=9, attachments={"label": "high"})
+    wait_status(ctl, "low", S.FINISHED)
+    wait_status(ctl, "high", S.FINISHED)
+    started = [line.split()[1] for line in read_lines(trace) if line.startswith("initialize")]
+    assert started == ["block", "high", "low"]
+
+
+# -- dependencies, deadlines, retries -------------------------------------------------------------
+
+
+def test_a_task_waits_for_its_dependencies_then_runs(make_node, controllers, tmp_path):
+    make_node()
+    ctl = controllers()
+    ctl.create("first", tmp_path / "first", attachments={"mainSeconds": 0.8})
+    ctl.create("second", tmp_path / "second", dependencies=["first"])
+    wait_status(ctl, "first", S.RUNNING)
+    time.sleep(0.3)
+    assert ctl.status("second") is S.CREATED
+    wait_status(ctl, "second", S.FINISHED)
+    assert ctl.task("second").update_date_time >= ctl.task("first").update_date_time
+
+
+def test_a_failed_or_missing_dependency_fails_the_task_with_the_reason(
+    make_node, controllers, tmp_path
+):
+    make_node()
+    ctl = controllers()
+    ctl.create("broken", tmp_path / "broken", attachments={"failIn": "main"})
+    ctl.create("after", tmp_path / "after", dependencies=["broken"])
+    ctl.create("orphan", tmp_path / "orphan", dependencies=["no-such-task"])
+    failed = wait_status(ctl, "after", S.FAILED)
+    assert "dependency 'broken' is Failed" in (failed.error_message or "")
+    assert "boom in main" in (failed.error_message or "")
+    orphan = wait_status(ctl, "orphan", S.FAILED)
+    assert "dependency 'no-such-task' does not exist" in (orphan.error_message or "")
+    assert read_lines(tmp_path / "after") == [] and read_lines(tmp_path / "orphan") == []
+
+
+def test_an_expired_deadline_fails_the_task_instead_of_running_it(make_node, controllers, tmp_path):
+    make_node()
+    ctl = controllers()
+    ctl.create("late", tmp_path / "late", deadline=1)
+    ctl.create("blocker", tmp_path / "blocker", attachments={"mainSeconds": 30})
+    ctl.create("waits", tmp_path / "waits", dependencies=["blocker"], deadline=now_ms() + 800)
+    late = wait_status(ctl, "late", S.FAILED)
+    assert "deadline passed" in (late.error_message or "")
+    waits = wait_status(ctl, "waits", S.FAILED, timeout=3)
+    assert "deadline passed" in (waits.error_message or "")
+    assert read_lines(tmp_path / "late") == [] and read_lines(tmp_path / "waits") == []
+
+
+def test_a_failing_task_is_retried_with_exponential_backoff(make_node, controllers, tmp_path):
+    make_node()
+    ctl = controllers()
+    policy = {"maxAttempts": 3, "backoffSeconds": 0.3, "maxBackoffSeconds": 0.5}
+    trace = tmp_path / "flaky"
+    ctl.create("flaky", trace, retryPolicy=policy, attachments={"failIn": "main"})
+    starts: list[float] = []
+    deadline = time.monotonic() + 10
+    while len(starts) < 3 and time.monotonic() < deadline:
+        if read_lines(trace).count("main") > len(starts):
+            starts.append(time.monotonic())
+        time.sleep(0.005)
+    final = wait_status(ctl, "flaky", S.FAILED)
+    time.sleep(0.8)  # no fourth try
+    assert read_lines(trace).count("main") == 3 and ctl.task("flaky").attempts == 3
+    assert ctl.status("flaky") is S.FAILED and "boom in main" in (final.error_message or "")
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert 0.28 <= gaps[0] < 1.5 and 0.48 <= gaps[1] < 1.8, gaps  # 0.3 s, then 0.6 capped at 0.5
+
+
+def test_a_task_that_fails_before_running_is_not_retried(make_node, controllers, tmp_path):
+    make_node()
+    ctl = controllers()
+    policy = {"maxAttempts": 5, "backoffSeconds": 0.05}
+    ctl.create("gone", tmp_path / "gone", retryPolicy=policy, dependencies=["nothing"])
+    wait_status(ctl, "gone", S.FAILED)
+    time.sleep(0.5)
+    assert ctl.status("gone") is S.FAILED and ctl.task("gone").attempts == 0
+
+
+# -- assignments that are not picked up -----------------------------------------------------------
+
+
+def _fake_node(cache, node_id: str) -> None:
+    """A registry entry for a node that never reads the bus (it died right after reporting)."""
+    info = {"capacity": {"maxWorkers": 5}, "workers": [{"className": "ProbeWorker"}], "tasks": []}
+    cache.apply(
+        [
+            HashSet(keys.SKALDS_HASH, {node_id: str(now_ms())}, 30),
+            HashSet(keys.SKALDS_MODE_HASH, {node_id: "node"}, 30),
+            Set(keys.skald_info(node_id), json.dumps(info), 30),
+        ]
+    )
+
+
+def test_an_assignment_nobody_picks_up_goes_back_to_created(
+    skalds_backends, make_node, tmp_path, log_lines
+):
+    _fake_node(skalds_backends.cache, "ghost")
+    settings = ControllerSettings(load_entry_points=False)
+    dispatcher = Dispatcher(skalds_backends, settings, controller_id="c1", assign_timeout=0.5)
+    dispatcher.start()
+    try:
+        store = skalds_backends.store
+        store.create_task(
+            Task(id="t", className="ProbeWorker", attachments={"traceFile": str(tmp_path / "t")})
+        )
+        dispatcher.wake()
+        wait_for(lambda: (t := store.get_task("t")) and t.executor == "ghost")
+        real = make_node()
+        skalds_backends.cache.apply([HashDelete(keys.SKALDS_HASH, ("ghost",))])
+        done = wait_for(lambda: (t := store.get_task("t")).lifecycle_status is S.FINISHED and t)
+        assert done.executor == real.skald_id and read_lines(tmp_path / "t").count("main") == 1
+        assert any("node ghost did not pick the task up within 0.5 s" in x for x in log_lines)
+    finally:
+        dispatcher.stop()
+
+
+# -- exactly once ---------------------------------------------------------------------------------
+
+
+def test_two_controllers_never_start_a_task_twice(make_node, controllers, tmp_path):
+    for _ in range(3):
+        make_node()
+    first, second = controllers(), controllers()
+    for i in range(60):
+        (first if i % 2 else second).create(f"t{i}", tmp_path / f"t{i}")
+    for i in range(60):
+        task = wait_status(first, f"t{i}", S.FINISHED)
+        assert task.attempts == 1
+        assert read_lines(tmp_path / f"t{i}").count("main") == 1
+    counts = sorted(c.dispatcher.counts["assigned"] for c in (first, second))
+    assert counts == [0, 60]  # only the lease holder dispatched
+
+
+def test_two_dispatchers_without_a_lease_still_assign_each_task_once(
+    skalds_backends, make_node, tmp_path
+):
+    for _ in range(2):
+        make_node()
+    settings = ControllerSettings(load_entry_points=False)
+    racing = [
+        Dispatcher(skalds_backends, settings, controller_id=f"c{i}", lease=None) for i in range(2)
+    ]
+    for dispatcher in racing:
+        dispatcher.start()
+    try:
+        store, bus = skalds_backends.store, skalds_backends.event_bus
+        wait_for(lambda: all(d.describe()["subscribed"] for d in racing))
+        for i in range(60):
+            trace = str(tmp_path / f"t{i}")
+            store.create_task(
+                Task(id=f"t{i}", className="ProbeWorker", attachments={"traceFile": trace})
+            )
+            event = TaskEvent(task_ids=[f"t{i}"], initiator="test")
+            bus.publish(Topic.TASK_CREATED.value, f"t{i}", event.model_dump_json())
+        for i in range(60):
+            wait_for(lambda i=i: store.get_task(f"t{i}").lifecycle_status is S.FINISHED)
+            assert read_lines(tmp_path / f"t{i}").count("main") == 1
+        assert sum(d.counts["assigned"] for d in racing) == 60
+    finally:
+        for dispatcher in racing:
+            dispatcher.stop()
+
+
+def test_the_other_controller_takes_over_when_the_leader_stops(make_node, controllers, tmp_path):
+    make_node()
+    first, second = controllers(), controllers()
+    wait_for(lambda: first.dispatcher.leading or second.dispatcher.leading)
+    leader, other = (first, second) if first.dispatcher.leading else (second, first)
+    assert not other.dispatcher.leading
+    leader.background()
+    started = time.monotonic()
+    other.create("after", tmp_path / "after")
+    wait_status(other, "after", S.FINISHED)
+    assert time.monotonic() - started < 3.0 and other.dispatcher.leading
+
+
+# -- what the mode starts, what is reported -----------------------------------------------------
+
+
+def test_controller_mode_runs_no_monitor_and_no_dispatcher(make_node, controllers, tmp_path):
+    make_node()
+    ctl = controllers(mode="CONTROLLER")
+    assert ctl.background.monitor is None and ctl.background.dispatcher is None
+    ctl.create("idle", tmp_path / "idle")
+    time.sleep(0.3)
+    assert ctl.status("idle") is S.CREATED
+    with pytest.raises(RuntimeError, match="no dispatcher"):
+        ctl.background.set_strategy("RANDOM")
+
+
+class Recorder:
+    """Stands in for the application's metrics."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.handled: list[str] = []
+        self.failed: list[str] = []
+
+    def observe_dispatch_latency(self, seconds: float) -> None:
+        self.latencies.append(seconds)
+
+    def event_handled(self, source: str) -> None:
+        self.handled.append(source)
+
+    def event_failed(self, source: str) -> None:
+        self.failed.append(source)
+
+
+def test_dispatches_and_bad_events_are_reported_and_survived(skalds_backends, make_node, tmp_path):
+    make_node()
+    app = create_app(ControllerSettings(load_entry_points=False), backends=skalds_backends)
+    recorder = Recorder()
+    background = start_background(app.state.context, observer=recorder)
+    try:
+        ctl = Controller(app.state.context, background, TestClient(app))
+        ctl.create("one", tmp_path / "one")
+        wait_status(ctl, "one", S.FINISHED)
+        assert len(recorder.latencies) == 1 and 0 <= recorder.latencies[0] < 1
+        assert "dispatcher" in recorder.handled
+        skalds_backends.event_bus.publish(Topic.TASK_CREATED.value, "x", b"{not json")
+        wait_for(lambda: recorder.failed == ["dispatcher"])
+        ctl.create("two", tmp_path / "two")
+        wait_status(ctl, "two", S.FINISHED)
+        assert background.describe()["dispatcher"]["assigned"] == 2
+        node_id = ctl.task("two").executor
+        wait_for(lambda: background.describe()["monitor"]["online"] == [node_id])
+    finally:
+        background()
