@@ -6,6 +6,9 @@
 Measures: update latency (update sent -> @update_event_handler entered), cancel latency
 (cancel -> process gone and Cancelled recorded), crash detection (worker SIGKILLed ->
 Failed recorded), and density (N idle workers: USS/PSS per worker, node CPU at idle).
+Then the System Controller (bench/controller.py): assign latency (POST /api/tasks ->
+main handler entered: assign_ms), one-shot throughput (oneshot_per_s) and, with
+--services, node failover (node_failover_s).
 CLOCK_MONOTONIC is shared by all processes on Linux, so cross-process timestamps compare.
 """
 
@@ -205,6 +208,10 @@ def main() -> int:
         action="store_true",
         help="also run the real-services benchmarks (needs the adapters)",
     )
+    parser.add_argument(
+        "--no-controller", action="store_true", help="skip the System Controller benchmarks"
+    )
+    parser.add_argument("--oneshots", type=int, default=2000, help="one-shot tasks to time")
     args = parser.parse_args()
     logger.setLevel("ERROR")
     bench = Bench(max_workers=max(args.workers, args.samples) + 10)
@@ -222,6 +229,10 @@ def main() -> int:
         from services import run as run_services
 
         result.update(run_services(pct))
+    if not args.no_controller:
+        from controller import run as run_controller
+
+        result.update(run_controller(args.services, samples=200, oneshots=args.oneshots))
     if args.json:
         print(json.dumps(result))
     else:

@@ -1,4 +1,4 @@
-"""The ``skalds`` command: run a node (edge, node, single) or list worker classes.
+"""``skalds edge|node|single|workers``: run a node, or list the worker classes it can run.
 
 Worker classes come from installed packages (entry-point group ``skalds.workers``)
 and from ``--worker module:Class`` options: the operator names code to import here;
@@ -11,20 +11,26 @@ import argparse
 import importlib
 import json
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
-from skalds.__about__ import __version__
 from skalds.config.skald_config import SkaldConfig
 from skalds.errors import SkaldsError
 from skalds.utils.logging import configure_logging, logger
 
-__all__ = ["main"]
+__all__ = ["add_node_commands", "add_worker_options", "import_worker"]
+
+_MODES = {"edge": "edge", "node": "node", "single": "single_process", "workers": "node"}
 
 
-def _import_worker(spec: str) -> type:
+def import_worker(spec: str) -> type:
+    """The class that ``module:Class`` names.
+
+    Raises:
+        SkaldsError: the spec is malformed, the module does not import, or the name
+            is missing or not a class.
+    """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise SkaldsError(f"--worker {spec!r}: expected module:Class, e.g. my_pkg.workers:MyWorker")
@@ -41,7 +47,8 @@ def _import_worker(spec: str) -> type:
     return cls
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def add_worker_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that runs a node: workers, node id, log level."""
     parser.add_argument(
         "-w",
         "--worker",
@@ -59,16 +66,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default: LOG_LEVEL)")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="skalds",
-        description="Run supervised, long-lived task workers. Settings also come from "
-        "environment variables (SKALD_ID, KAFKA_HOST, REDIS_HOST, MONGO_HOST, "
-        "SKALDS_EVENT_BUS, ...) and a .env file.",
-    )
-    parser.add_argument("--version", action="version", version=f"skalds {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_node_commands(sub: Any) -> None:
+    """Add ``edge``, ``node``, ``single`` and ``workers`` to the ``skalds`` subparsers."""
     edge = sub.add_parser(
         "edge",
         help="run the workers of a YAML file; edits apply live",
@@ -77,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         "workers without a restart.",
     )
     edge.add_argument("file", help="the workers YAML (TaskWorkers: {id: {className, ...}})")
-    _common(edge)
+    add_worker_options(edge)
 
     node = sub.add_parser(
         "node",
@@ -86,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "node reads them from the store and runs those whose "
         "executor is this node.",
     )
-    _common(node)
+    add_worker_options(node)
 
     single = sub.add_parser(
         "single",
@@ -96,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         "SIGTERM), 1 failed, 2 bad configuration.",
     )
     single.add_argument("file", help="the workers YAML")
-    _common(single)
+    add_worker_options(single)
 
     workers = sub.add_parser(
         "workers",
@@ -105,21 +104,21 @@ def _parser() -> argparse.ArgumentParser:
         "each comes from, and its attachments JSON Schema.",
     )
     workers.add_argument("--json", action="store_true", help="print JSON")
-    _common(workers)
-    return parser
+    add_worker_options(workers)
+    for parser in (edge, node, single, workers):
+        parser.set_defaults(handler=run_node_command)
 
 
-def _config(args: argparse.Namespace, mode: str, yaml_file: str | None) -> SkaldConfig:
-    overrides: dict[str, Any] = {"skald_mode": mode}
-    if yaml_file:
-        overrides["yaml_file"] = yaml_file
+def node_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings the worker options of ``args`` ask for (only those given)."""
+    overrides: dict[str, Any] = {}
     if args.skald_id:
         overrides["skald_id"] = args.skald_id
     if args.log_level:
         overrides["log_level"] = args.log_level
     if args.no_entry_points:
         overrides["load_entry_points"] = False
-    return SkaldConfig(**overrides)
+    return overrides
 
 
 def _type_name(prop: dict[str, Any]) -> str:
@@ -160,12 +159,14 @@ def _list_workers(app: Any, as_json: bool) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``skalds`` console script."""
-    args = _parser().parse_args(argv)
-    mode = {"edge": "edge", "node": "node", "single": "single_process", "workers": "node"}
+def run_node_command(args: argparse.Namespace) -> int:
+    """Run ``skalds edge|node|single|workers``; return the exit code."""
+    overrides = node_overrides(args)
+    overrides["skald_mode"] = _MODES[args.command]
+    if getattr(args, "file", None):
+        overrides["yaml_file"] = args.file
     try:
-        config = _config(args, mode[args.command], getattr(args, "file", None))
+        config = SkaldConfig(**overrides)
     except ValidationError as exc:
         print(f"skalds: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
@@ -175,14 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app = Skald(config)
         for spec in args.worker:
-            app.register_task_worker(_import_worker(spec))
+            app.register_task_worker(import_worker(spec))
         if args.command == "workers":
             return _list_workers(app, args.json)
         return app.run()
     except SkaldsError as exc:
         logger.error("%s", exc)
         return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

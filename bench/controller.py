@@ -1,0 +1,390 @@
+"""System Controller benchmarks: assign latency, one-shot throughput, node failover.
+
+    python bench/controller.py [--json] [--services]     # alone
+    python bench/run.py --json [--services]               # with the runtime benchmarks
+
+* assign latency: ``POST /api/tasks`` sent → the worker's main handler entered (the
+  worker writes CLOCK_MONOTONIC, which all processes share on Linux), one task at a
+  time. Two paths: ``executor`` given (the API assigns directly) and no executor (the
+  dispatcher places it).
+* one-shot throughput: 2,000 tasks whose main handler returns at once, posted by 8
+  clients in parallel; tasks per second from the first POST to the last Finished.
+* node failover (real services only: a node in another process must share the
+  backends): a node running a persistent task is SIGKILLed; seconds until that task
+  runs on the other node (the monitor sees the node's heartbeat expire, the
+  dispatcher places the task again).
+
+Everything runs on uvicorn on loopback with an httpx client, as a user's script would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from pydantic import BaseModel
+
+from skalds.memory import MemoryCache, MemoryEventBus, MemoryStore
+from skalds.model.task import TaskLifecycleStatus
+from skalds.node.skald import Skald
+from skalds.plugins import Backends, make_backends, make_plugin_manager
+from skalds.ports.event_bus import BusMessage
+from skalds.utils.logging import logger
+from skalds.worker.baseclass import BaseTaskWorker, run_main_handler
+from skalds_controller import ControllerSettings, create_app
+from skalds_controller.server import ControllerServer
+
+S = TaskLifecycleStatus
+BENCH_DIR = Path(__file__).resolve().parent
+MONGO_URL = os.environ.get("SKALDS_TEST_MONGO_URL", "mongodb://root:root@127.0.0.1:27017/")
+SERVICES = {
+    "event_bus_url": "kafka://127.0.0.1:9092",
+    "cache_url": "redis://127.0.0.1:6379/0",
+    "store_url": MONGO_URL,
+}
+
+
+class StampParams(BaseModel):
+    out: str = ""
+    forever: bool = False
+
+
+class StampWorker(BaseTaskWorker[StampParams]):
+    """Notes when its main handler is entered; returns at once (or runs until cancelled)."""
+
+    @run_main_handler
+    def main(self) -> None:
+        entered = time.monotonic_ns()
+        params: StampParams = self.attachments
+        if params.out:
+            with open(params.out, "w") as fh:
+                fh.write(str(entered))
+        if params.forever:
+            threading.Event().wait()
+
+
+def pct(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    at99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return {
+        "p50": round(statistics.median(ordered), 3),
+        "p99": round(at99, 3),
+        "max": round(ordered[-1], 3),
+        "n": len(ordered),
+    }
+
+
+class Harness:
+    """A node and the controller's API (uvicorn on a free port) on one set of backends."""
+
+    def __init__(self, backends: Backends, **settings: Any) -> None:
+        self.backends = backends
+        self.settings = ControllerSettings(
+            skald_id=f"bench-{uuid.uuid4().hex[:6]}",
+            port=0,
+            load_entry_points=False,
+            max_workers=2500,
+            log_level="ERROR",
+            log_path=tempfile.mkdtemp(prefix="skalds-bench-logs-"),
+            **settings,
+        )
+        self.node = Skald(self.settings, backends=backends)
+        self.node.register_task_worker(StampWorker)
+        self.node.start()  # the node forks its fork server before uvicorn's threads exist
+        self.server = ControllerServer(self.settings, create_app(self.settings, backends=backends))
+        self._thread = threading.Thread(target=self.server.run, daemon=True)
+        self._thread.start()
+        if not self.server.ready.wait(30):
+            raise RuntimeError("the API did not start")
+        self.url = str(self.server.url)
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self.tmp = Path(tempfile.mkdtemp(prefix="skalds-bench-", dir="/dev/shm"))
+
+    def post(self, body: dict[str, Any], http: httpx.Client | None = None) -> None:
+        res = (http or self.http).post("/api/tasks", json=body)
+        if res.status_code != 201:
+            raise RuntimeError(f"POST /api/tasks: {res.status_code} {res.text}")
+
+    def status(self, task_id: str) -> S | None:
+        task = self.backends.store.get_task(task_id)
+        return None if task is None else task.lifecycle_status
+
+    def close(self) -> None:
+        self.http.close()
+        self.server.stop()
+        self._thread.join(10)
+        self.node.stop()
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, step: float = 0.0005) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+def assign_ms(h: Harness, count: int, direct: bool) -> dict[str, Any] | None:
+    """POST → main handler entered, one task at a time; None when nothing dispatches."""
+    prefix = f"assign-{'d' if direct else 'q'}-{uuid.uuid4().hex[:4]}"
+    took = []
+    for i in range(count + 5):  # the first 5 warm up
+        task_id = f"{prefix}-{i}"
+        out = h.tmp / task_id
+        body: dict[str, Any] = {
+            "id": task_id,
+            "className": "StampWorker",
+            "attachments": {"out": str(out)},
+        }
+        if direct:
+            body["executor"] = h.node.skald_id
+        sent = time.monotonic_ns()
+        h.post(body)
+        if not _wait(lambda out=out: out.exists() and out.stat().st_size > 0, 10 if i else 30):
+            if i == 0 and not direct:
+                return None  # no dispatcher runs
+            raise RuntimeError(f"task {task_id} did not start")
+        if i >= 5:
+            took.append((int(out.read_text()) - sent) / 1e6)
+        _wait(lambda task_id=task_id: h.status(task_id) is S.FINISHED, 10)
+    return {**pct(took), "path": "executor" if direct else "dispatcher"}
+
+
+class FinishedCounter:
+    """Counts tasks reported Finished on ``taskworker.update`` (polling the store would
+    load it: the in-memory store copies every task it lists)."""
+
+    def __init__(self, backends: Backends, prefix: str) -> None:
+        self.prefix = prefix
+        self.done: set[str] = set()
+        self.last = 0.0
+        self.cv = threading.Condition()
+        self.sub = backends.event_bus.subscribe(
+            ["taskworker.update"], self._on, group=f"bench-{uuid.uuid4().hex[:8]}"
+        )
+
+    def _on(self, msg: BusMessage) -> None:
+        if not (msg.key and msg.key.startswith(self.prefix)):
+            return
+        if json.loads(msg.value).get("title") == S.FINISHED.value:
+            with self.cv:
+                self.done.add(msg.key)
+                self.last = time.monotonic()
+                self.cv.notify_all()
+
+    def wait(self, count: int, timeout: float) -> bool:
+        with self.cv:
+            return self.cv.wait_for(lambda: len(self.done) >= count, timeout)
+
+    def close(self) -> None:
+        self.sub.close()
+
+
+def post_load(url: str, prefix: str, count: int, clients: int, executor: str | None) -> None:
+    """Child process: POST ``count`` one-shot tasks with ``clients`` threads; print t0."""
+    https = [httpx.Client(base_url=url, timeout=60) for _ in range(clients)]
+
+    def post(i: int) -> None:
+        body: dict[str, Any] = {"id": f"{prefix}{i}", "className": "StampWorker"}
+        if executor:
+            body["executor"] = executor
+        res = https[i % clients].post("/api/tasks", json=body)
+        if res.status_code != 201:
+            raise RuntimeError(f"POST /api/tasks: {res.status_code} {res.text}")
+
+    print(time.monotonic(), flush=True)
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(post, range(count)))
+
+
+def oneshot_per_s(h: Harness, count: int, direct: bool, clients: int = 4) -> float:
+    """Tasks per second: first POST → the last of ``count`` one-shot tasks Finished.
+
+    The tasks are posted by another process (as a user's script would), so the
+    clients do not compete with the controller and the node for this process's GIL.
+    """
+    prefix = f"oneshot-{'d' if direct else 'q'}-{uuid.uuid4().hex[:4]}-"
+    finished = FinishedCounter(h.backends, prefix)
+    args = [h.url, prefix, str(count), str(clients), h.node.skald_id if direct else ""]
+    loader = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--post-load", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if loader.returncode != 0:
+        raise RuntimeError(f"the posting process failed: {loader.stderr[-2000:]}")
+    t0 = float(loader.stdout.split()[0])
+    if not finished.wait(count, 1800):
+        raise RuntimeError(f"only {len(finished.done)} of {count} finished")
+    with finished.cv:
+        elapsed = max(finished.last - t0, 1e-9)
+    finished.close()
+    return round(count / elapsed, 1)
+
+
+def measure(h: Harness, samples: int, oneshots: int, suffix: str = "") -> dict[str, Any]:
+    dispatched = assign_ms(h, samples, direct=False)
+    result: dict[str, Any] = {
+        f"assign_ms{suffix}": assign_ms(h, samples, direct=True),
+        f"assign_ms_dispatched{suffix}": dispatched,
+        f"oneshot_per_s{suffix}": oneshot_per_s(h, oneshots, direct=True),
+        f"oneshot_per_s_dispatched{suffix}": (
+            oneshot_per_s(h, oneshots, direct=False) if dispatched else None
+        ),
+    }
+    return result
+
+
+def run_embedded(samples: int = 200, oneshots: int = 2000) -> dict[str, Any]:
+    h = Harness(Backends(MemoryEventBus(), MemoryCache(), MemoryStore()))
+    try:
+        return measure(h, samples, oneshots)
+    finally:
+        h.close()
+
+
+# -- real services ----------------------------------------------------------------------
+
+
+def _drop_db(name: str) -> None:
+    import pymongo
+
+    client: Any = pymongo.MongoClient(MONGO_URL, serverSelectionTimeoutMS=3000)
+    try:
+        client.drop_database(name)
+    finally:
+        client.close()
+
+
+def _services_backends(db_name: str) -> Backends:
+    from skalds.config.skald_config import SkaldConfig
+
+    config = SkaldConfig(db_name=db_name, **SERVICES)
+    return make_backends(make_plugin_manager(), config)
+
+
+def node_failover_s(h: Harness, db_name: str) -> dict[str, Any]:
+    """SIGKILL the node running a persistent task → the task Running on the other node."""
+    other = f"bench-victim-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]),
+        "SKALDS_EVENT_BUS": SERVICES["event_bus_url"],
+        "SKALDS_CACHE": SERVICES["cache_url"],
+        "SKALDS_STORE": SERVICES["store_url"],
+        "DB_NAME": db_name,
+        "LOG_LEVEL": "ERROR",
+    }
+    worker = ["--worker", "controller:StampWorker"]
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "skalds", "node", "--skald-id", other, *worker],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    task_id = f"failover-{uuid.uuid4().hex[:6]}"
+    workers: list[psutil.Process] = []
+    try:
+        if not _wait(lambda: other in h.backends.cache.hash_get_all("skalds:hash"), 30, 0.05):
+            raise RuntimeError(f"node {other} did not come up")
+        body = {
+            "id": task_id,
+            "className": "StampWorker",
+            "executor": other,
+            "isPersistent": True,
+            "attachments": {"forever": True},
+        }
+        h.post(body)
+        if not _wait(lambda: h.status(task_id) is S.RUNNING, 30, 0.01):
+            raise RuntimeError(f"{task_id} did not start on {other}")
+        time.sleep(1.0)
+        workers = psutil.Process(victim.pid).children(recursive=True)  # reaped below
+        t0 = time.monotonic()
+        os.kill(victim.pid, signal.SIGKILL)
+
+        def moved() -> bool:
+            task = h.backends.store.get_task(task_id)
+            return (
+                task is not None
+                and task.executor == h.node.skald_id
+                and task.lifecycle_status is S.RUNNING
+            )
+
+        if not _wait(moved, 30, 0.005):
+            return {"seconds": None, "note": f"{task_id} was not re-placed within 30 s"}
+        return {"seconds": round(time.monotonic() - t0, 3), "node_ttl_seconds": 3.0}
+    finally:
+        victim.kill()
+        victim.wait()
+        for proc in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+
+
+def run_services(samples: int = 200, oneshots: int = 2000) -> dict[str, Any]:
+    db_name = f"skalds_bench_{uuid.uuid4().hex[:8]}"
+    h = Harness(_services_backends(db_name), db_name=db_name, **SERVICES)
+    try:
+        result = measure(h, samples, oneshots, suffix="_services")
+        failover = node_failover_s(h, db_name)
+        result["node_failover_s"] = failover["seconds"]
+        result["node_failover"] = failover
+        return result
+    finally:
+        h.close()
+        h.backends.close()
+        _drop_db(db_name)
+
+
+def run(services: bool, samples: int = 200, oneshots: int = 2000) -> dict[str, Any]:
+    """The controller figures for ``bench/run.py`` (``node_failover_s`` needs services)."""
+    result = run_embedded(samples, oneshots)
+    result["node_failover_s"] = None
+    if services:
+        result.update(run_services(samples, oneshots))
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--services", action="store_true", help="also on the real services")
+    parser.add_argument("--samples", type=int, default=200, help="tasks timed for latency")
+    parser.add_argument("--oneshots", type=int, default=2000, help="tasks for throughput")
+    parser.add_argument("--post-load", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.post_load:
+        url, prefix, count, clients, executor = args.post_load
+        post_load(url, prefix, int(count), int(clients), executor or None)
+        return 0
+    logger.setLevel("ERROR")
+    result = run(args.services, args.samples, args.oneshots)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:34} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

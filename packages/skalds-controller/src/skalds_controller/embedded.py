@@ -1,0 +1,185 @@
+"""``skalds up``: the controller and a node in one process, on one set of backends.
+
+The default is the embedded setup (in-memory event bus, cache and store, shared by
+the API and the node because they are the same instances); with Kafka/Redis/Mongo
+settings the same two parts run on the real services. The node starts first: it forks
+its fork server at start, before the web server and its threads exist.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import TextIO
+
+import pluggy
+from fastapi import FastAPI
+
+from skalds.errors import BackendUnavailableError
+from skalds.node.skald import Skald
+from skalds.plugins import Backends, make_backends, make_plugin_manager, redact_url, unreachable
+from skalds.utils.logging import configure_logging, logger
+from skalds_controller.app import create_app
+from skalds_controller.server import ControllerServer, check_bind
+from skalds_controller.settings import ControllerSettings
+
+__all__ = ["EmbeddedSkalds"]
+
+_MAX_CONNECT_BACKOFF = 30.0
+
+
+class EmbeddedSkalds:
+    """Runs a controller (every part its mode selects) and a node until stopped.
+
+    Typical use::
+
+        EmbeddedSkalds(ControllerSettings()).run()  # blocks until SIGINT/SIGTERM
+    """
+
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        *,
+        workers: Sequence[type] = (),
+        plugin_manager: pluggy.PluginManager | None = None,
+        access_log: bool = False,
+        out: TextIO | None = None,
+    ) -> None:
+        """Prepare; nothing starts before :meth:`run`.
+
+        Args:
+            settings: controller and node settings in one (the node runs in node mode).
+            workers: worker classes to register besides the installed ones.
+            plugin_manager: the plugins to use (default: the installed ones).
+            access_log: log one line per API request.
+            out: where the "it is up" banner goes (default: stdout).
+
+        Raises:
+            InsecureBindError: a non-loopback host without ``SKALDS_API_TOKEN``.
+        """
+        check_bind(settings)
+        if settings.skald_mode != "node":
+            settings = settings.model_copy(update={"skald_mode": "node"})
+        self.settings = settings
+        self.workers = tuple(workers)
+        self.pm = plugin_manager or make_plugin_manager(
+            load_entry_points=settings.load_entry_points
+        )
+        self.access_log = access_log
+        self.out = out
+        self.node: Skald | None = None
+        self.server: ControllerServer | None = None
+        self._stop = threading.Event()
+
+    def run(self) -> int:
+        """Start the node, then serve the API until SIGINT/SIGTERM; stop both; return 0.
+
+        Raises:
+            UnknownBackendError: a backend URL needs an adapter that is not installed.
+            ServerStartError: the API could not listen (address in use...).
+        """
+        configure_logging(self.settings.log_level, self.settings.skald_id)
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = (
+            {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+            if in_main
+            else {}
+        )
+        backends: Backends | None = None
+        try:
+            backends = self._connect()
+            if backends is None:
+                return 0
+            self.node = Skald(self.settings, plugin_manager=self.pm, backends=backends)
+            for cls in self.workers:
+                self.node.register_task_worker(cls)
+            self.node.start()
+            if not self._stop.is_set():
+                app = create_app(self.settings, backends=backends, plugin_manager=self.pm)
+                self.server = ControllerServer(
+                    self.settings,
+                    app,
+                    access_log=self.access_log,
+                    on_ready=lambda url: self._banner(url, app),
+                )
+                if not self._stop.is_set():
+                    self.server.run()
+        finally:
+            logger.info("stopping: the workers run their release handlers first")
+            if self.node is not None:
+                self.node.stop()
+            if backends is not None:
+                backends.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 0
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish (safe from a signal handler or another thread)."""
+        self._stop.set()
+        if self.server is not None:
+            self.server.stop()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        logger.info("signal %s received; stopping", signum)
+        self.stop()
+
+    def _connect(self) -> Backends | None:
+        """The backends, once each answers (retrying with back-off); None if stopped first."""
+        delay = 0.5
+        backends: Backends | None = None
+        while not self._stop.is_set():
+            if backends is None:
+                try:
+                    backends = make_backends(self.pm, self.settings)
+                except BackendUnavailableError as exc:
+                    problem = str(exc)
+            if backends is not None:
+                down = unreachable(backends, self.settings)
+                if not down:
+                    return backends
+                problem = "cannot reach the " + "; the ".join(down)
+            logger.error("%s; retrying in %.1f s", problem, delay)
+            self._stop.wait(delay)
+            delay = min(delay * 2, _MAX_CONNECT_BACKOFF)
+        if backends is not None:
+            backends.close()
+        return None
+
+    def _banner(self, url: str, app: FastAPI) -> None:
+        """Tell the person who typed ``skalds up`` where to go and what to try."""
+        s = self.settings
+        urls = (s.resolved_event_bus_url(), s.resolved_cache_url(), s.resolved_store_url())
+        if all(u.startswith("memory://") for u in urls):
+            where = "embedded (in-memory backends: tasks last as long as this process)"
+        else:
+            where = ", ".join(redact_url(u) for u in urls)
+        has_dashboard = any(
+            getattr(route, "path", "").startswith("/dashboard") for route in app.routes
+        )
+        dashboard = f"{url}/dashboard" + ("" if has_dashboard else "  (not built yet)")
+        names = self.node.registry.names() if self.node is not None else []
+        example = (
+            "skalds task create MultiStageJobWorker --set jobId=demo "
+            '--set \'subTasks=[{"name": "download", "duration": 1}]\' --wait'
+            if "MultiStageJobWorker" in names
+            else "skalds task create <ClassName> --set key=value --wait"
+        )
+        if url != "http://127.0.0.1:8000":
+            example += f" --url {url}"
+        if s.api_token:
+            example += "  (with SKALDS_API_TOKEN set)"
+        lines = [
+            f"Skalds is up: controller ({s.mode.value} mode) and node {s.skald_id}",
+            f"  backends   {where}",
+            f"  API        {url}/api/docs",
+            f"  dashboard  {dashboard}",
+            f"  workers    {', '.join(names) or 'none installed (pass --worker module:Class)'}",
+            f"  try        {example}",
+            "Ctrl-C stops everything (running workers get their release handlers).",
+        ]
+        out = self.out or sys.stdout
+        print("\n".join(lines), file=out, flush=True)
