@@ -128,5 +128,7 @@ def test_the_same_subscription_resumes_after_kafka_restarts(bus, logs):
 
     warnings = logs.messages(logging.WARNING)
     consumer_lines = [m for m in warnings if f"consumer of group {group}: cannot reach" in m]
-    assert len(consumer_lines) == 1, warnings  # once per outage, not once per retry
+    # Once per outage, not once per retry (librdkafka retries many times a second): a
+    # broker that is up but not yet ready right after its restart may count once more.
+    assert 1 <= len(consumer_lines) <= 2, warnings
     assert len([m for m in warnings if "producer: cannot reach" in m]) <= 1
