@@ -71,12 +71,12 @@ class Up:
 
 
 def run_example_tasks(url: str, node_id: str) -> None:
-    """A one-shot job runs to Finished; a camera stream keeps running."""
+    """A one-shot job (placed by the dispatcher) runs to Finished; a camera stream
+    (sent to the node by name) keeps running."""
     with httpx.Client(base_url=url, timeout=10) as api:
         job = {
             "id": "job-1",
             "className": "MultiStageJobWorker",
-            "executor": node_id,
             "attachments": {
                 "jobId": "job-1",
                 "subTasks": [{"name": "download", "duration": 0.2}, {"name": "process"}],
@@ -98,6 +98,7 @@ def run_example_tasks(url: str, node_id: str) -> None:
             return str(api.get(f"/api/tasks/{task_id}").json()["lifecycleStatus"])
 
         wait_for(lambda: status("job-1") == "Finished", timeout=20)
+        assert api.get("/api/tasks/job-1").json()["executor"] == node_id
         wait_for(lambda: status("cam-1") == "Running", timeout=20)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from skalds.__about__ import __version__
 from skalds.cli._controller import add_controller_commands
 from skalds.cli._node import add_node_commands
-from skalds.cli._task import add_task_command
+from skalds.cli._task_parser import add_task_command
 
 __all__ = ["main"]
 
