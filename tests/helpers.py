@@ -9,6 +9,9 @@ from typing import TypeVar
 
 import psutil
 
+from skalds.errors import BackendUnavailableError
+from skalds.memory import MemoryCache
+
 T = TypeVar("T")
 
 
@@ -38,3 +41,35 @@ def process_alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+class SwitchableCache(MemoryCache):
+    """An in-memory cache that can stop answering, like a Redis that is down.
+
+    Its keys keep expiring meanwhile, as Redis's do: after a long outage the node
+    registry is empty until the nodes report again.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise BackendUnavailableError("cache at memory:// is down (test)")
+
+    def apply(self, ops):
+        self._check()
+        super().apply(ops)
+
+    def get(self, key):
+        self._check()
+        return super().get(key)
+
+    def hash_get_all(self, key):
+        self._check()
+        return super().hash_get_all(key)
+
+    def list_get(self, key):
+        self._check()
+        return super().list_get(key)

@@ -7,30 +7,9 @@ import time
 
 import pytest
 
-from skalds.errors import BackendUnavailableError
 from skalds.memory import MemoryCache
 from skalds_controller.lease import Lease, lease_key
-from tests.helpers import wait_for
-
-
-class SwitchableCache(MemoryCache):
-    """An in-memory cache that can be made to stop answering, like a Redis that is down."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.down = False
-
-    def _check(self) -> None:
-        if self.down:
-            raise BackendUnavailableError("cache at memory:// is down (test)")
-
-    def apply(self, ops):
-        self._check()
-        super().apply(ops)
-
-    def get(self, key):
-        self._check()
-        return super().get(key)
+from tests.helpers import SwitchableCache, wait_for
 
 
 def test_of_two_controllers_only_the_first_holds_the_lease():

@@ -12,49 +12,16 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from skalds.errors import BackendUnavailableError
-from skalds.memory import MemoryCache, MemoryEventBus, MemoryStore
+from skalds.memory import MemoryEventBus, MemoryStore
 from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.plugins import Backends
 from skalds_controller import ControllerSettings, create_app
 from skalds_controller.background import Background, start_background
 from skalds_controller.monitor import Monitor
-from tests.helpers import process_alive, read_lines, wait_for
+from tests.helpers import SwitchableCache, process_alive, read_lines, wait_for
 from tests.workers import ProbeWorker
 
 S = TaskLifecycleStatus
-
-
-class SwitchableCache(MemoryCache):
-    """An in-memory cache that can stop answering, like a Redis that is down.
-
-    Its keys keep expiring meanwhile, as Redis's do: after a long outage the node
-    registry is empty until the nodes report again.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.down = False
-
-    def _check(self) -> None:
-        if self.down:
-            raise BackendUnavailableError("cache at memory:// is down (test)")
-
-    def apply(self, ops):
-        self._check()
-        super().apply(ops)
-
-    def get(self, key):
-        self._check()
-        return super().get(key)
-
-    def hash_get_all(self, key):
-        self._check()
-        return super().hash_get_all(key)
-
-    def list_get(self, key):
-        self._check()
-        return super().list_get(key)
 
 
 @pytest.fixture
