@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from typing import Any
 
 from skalds.errors import TaskExistsError, TaskNotFoundError
@@ -17,10 +18,9 @@ __all__ = ["MemoryStore", "matches", "sort_key"]
 
 def matches(doc: Mapping[str, Any], query: TaskQuery) -> bool:
     """Return whether a stored document matches ``query`` (shared by simple stores)."""
-    if query.statuses is not None:
-        wanted = {TaskLifecycleStatus(s).value for s in query.statuses}
-        if doc.get("lifecycleStatus") not in wanted:
-            return False
+    # Statuses are str enums, so a stored "Running" is found among them directly.
+    if query.statuses is not None and doc.get("lifecycleStatus") not in query.statuses:
+        return False
     if query.executor is not None and doc.get("executor") != query.executor:
         return False
     if query.class_name is not None and doc.get("className") != query.class_name:
@@ -65,11 +65,15 @@ class MemoryStore(Store):
 
     def list_tasks(self, query: TaskQuery | None = None) -> list[Task]:
         q = query or TaskQuery()
-        with self._lock:
-            docs = [copy.deepcopy(d) for d in self._docs.values() if matches(d, q)]
-        docs.sort(key=sort_key)
+        if q.statuses is not None:  # normalise once, not per document
+            q = replace(q, statuses=frozenset(TaskLifecycleStatus(s) for s in q.statuses))
         end = None if q.limit is None else q.offset + q.limit
-        return [Task.model_validate(d) for d in docs[q.offset : end]]
+        with self._lock:
+            # Stored documents are replaced, never changed in place, so sorting the
+            # references is safe; only the requested page is copied.
+            docs = sorted((d for d in self._docs.values() if matches(d, q)), key=sort_key)
+            page = [copy.deepcopy(d) for d in docs[q.offset : end]]
+        return [Task.model_validate(d) for d in page]
 
     def update_task(
         self,
