@@ -340,3 +340,19 @@ def test_stop_ends_a_start_that_waits_for_backends(caplog):
     starter.join(timeout=5)
     assert not starter.is_alive()
     assert [str(e) for e in errors] == ["node stopped before its backends were reachable"]
+
+
+def test_a_burst_of_assignments_starts_exactly_max_workers_tasks(skalds_node_factory, tmp_path):
+    # Starts run on several lanes at once; the node still never exceeds max_workers.
+    node = skalds_node_factory(workers=[ProbeWorker], max_workers=3)
+    ids = [f"burst{i}" for i in range(12)]
+    for task_id in ids:
+        task = probe_task(task_id, node.skald_id, tmp_path / task_id, mainSeconds=30)
+        node.store.create_task(task)
+    for task_id in ids:
+        assign(node.event_bus, task_id)
+    wait_for(lambda: len(node.supervisor.tasks) == 3)
+    time.sleep(0.5)
+    running = [t for t in ids if status(node, t) is S.RUNNING]
+    assert len(node.supervisor.tasks) == 3 and sorted(running) == sorted(node.supervisor.tasks)
+    assert all(status(node, t) is S.CREATED for t in ids if t not in running)

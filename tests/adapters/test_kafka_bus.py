@@ -7,7 +7,6 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,32 +15,16 @@ pytest.importorskip("skalds_kafka")
 from skalds.config.skald_config import SkaldConfig
 from skalds.errors import BackendUnavailableError, PublishError
 from skalds.plugins import make_backends, make_plugin_manager
-from skalds.ports import EventBus, Topic
+from skalds.ports import Topic
 from skalds_kafka import ConnectionSettings, KafkaEventBus
 from skalds_kafka.proxy import KafkaAdmin, KafkaConfig
 from tests.backends.kafka import (
     KAFKA_ADDRESS,
     KafkaInbox,
-    SkaldsLogRecords,
     make_kafka_bus,
-    skalds_log_records,
     unique,
 )
 from tests.helpers import wait_for
-
-
-@pytest.fixture
-def bus() -> Iterator[EventBus]:
-    """A Kafka bus on the test broker (skips locally, fails in CI, without one)."""
-    bus = make_kafka_bus()
-    yield bus
-    bus.close()
-
-
-@pytest.fixture
-def logs() -> Iterator[SkaldsLogRecords]:
-    with skalds_log_records() as records:
-        yield records
 
 
 @pytest.fixture

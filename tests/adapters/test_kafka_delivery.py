@@ -6,7 +6,6 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,30 +14,14 @@ pytest.importorskip("skalds_kafka")
 from pydantic import ValidationError
 
 from skalds.model.event import TaskEvent
-from skalds.ports import BusMessage, EventBus
+from skalds.ports import BusMessage
 from skalds_kafka import DEAD_LETTER_TOPIC
 from tests.backends.kafka import (
     KafkaInbox,
-    SkaldsLogRecords,
     make_kafka_bus,
-    skalds_log_records,
     unique,
 )
 from tests.helpers import wait_for
-
-
-@pytest.fixture
-def bus() -> Iterator[EventBus]:
-    """A Kafka bus on the test broker (skips locally, fails in CI, without one)."""
-    bus = make_kafka_bus()
-    yield bus
-    bus.close()
-
-
-@pytest.fixture
-def logs() -> Iterator[SkaldsLogRecords]:
-    with skalds_log_records() as records:
-        yield records
 
 
 class TaskEventHandler:

@@ -26,20 +26,11 @@ from skalds.ports import EventBus
 from tests.backends.kafka import (
     KAFKA_ADDRESS,
     KafkaInbox,
-    SkaldsLogRecords,
     make_kafka_bus,
-    skalds_log_records,
     unique,
 )
 from tests.conftest import require_service
 from tests.helpers import wait_for
-
-
-@pytest.fixture
-def logs() -> Iterator[SkaldsLogRecords]:
-    with skalds_log_records() as records:
-        yield records
-
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES_DIR = Path(os.environ.get("SKALDS_SERVICES_DIR", "/tmp/skalds-services"))
@@ -85,6 +76,7 @@ def publish_when_possible(bus: EventBus, topic: str, value: str, timeout: float 
 
 @pytest.fixture
 def bus() -> Iterator[EventBus]:
+    """Instead of the shared ``bus``: short timeouts, and Kafka is never left down."""
     require_service(
         "Kafka of scripts/services",
         KAFKA_ADDRESS == "127.0.0.1:9092" and PID_FILE.exists(),

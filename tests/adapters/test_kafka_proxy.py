@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,23 +18,13 @@ pytest.importorskip("skalds_kafka")
 
 from skalds.errors import PublishError
 from skalds.model.event import TaskEvent
-from skalds.ports import EventBus, Topic
+from skalds.ports import Topic
 from tests.backends.kafka import (
     KafkaInbox,
-    make_kafka_bus,
     skalds_log_records,
     unique,
 )
 from tests.helpers import wait_for
-
-
-@pytest.fixture
-def bus() -> Iterator[EventBus]:
-    """A Kafka bus on the test broker (skips locally, fails in CI, without one)."""
-    bus = make_kafka_bus()
-    yield bus
-    bus.close()
-
 
 SEEDS = Path(__file__).resolve().parents[1] / "seeds"
 SEED_MONGO_URL = "mongodb://root:root@localhost:27017/"  # what the seed script uses

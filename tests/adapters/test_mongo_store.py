@@ -12,7 +12,12 @@ from collections.abc import Iterator
 import pytest
 
 from skalds.config.skald_config import SkaldConfig
-from skalds.errors import BackendUnavailableError, SkaldsError, TaskNotFoundError
+from skalds.errors import (
+    BackendUnavailableError,
+    SkaldsError,
+    TaskExistsError,
+    TaskNotFoundError,
+)
 from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.plugins import make_backends, make_plugin_manager
 from skalds.ports import TaskQuery
@@ -310,3 +315,82 @@ def test_an_expired_write_lock_of_a_dead_writer_is_taken_over(url, skalds_log):
     finally:
         store.client.drop_database(store.db.name)
         store.close()
+
+
+def test_a_new_task_is_stored_under_its_id_as_the_document_id(mstore):
+    mstore.create_task(Task(id="keyed", class_name="W"))
+    raw = mstore.db.tasks.find_one({"_id": "keyed"})
+    assert raw is not None and raw["id"] == "keyed"  # the public field stays
+
+
+@pytest.fixture(params=[True, False], ids=["write-locks", "server-atomic"])
+def either_store(request: pytest.FixtureRequest, url: str) -> Iterator:
+    """A MongoStore updating under write locks (FerretDB's way) or by the server alone."""
+    from skalds_mongo import MongoStore
+
+    store = MongoStore(
+        url, db_name=f"skalds_test_{uuid.uuid4().hex[:10]}", write_locks=request.param
+    )
+    yield store
+    store.client.drop_database(store.db.name)
+    store.close()
+
+
+def insert_old_document(store, task_id: str, status: str = "Created") -> None:
+    """Insert as earlier Skalds versions and scripts did: the server picks an ObjectId."""
+    doc = Task(id=task_id, class_name="W", lifecycle_status=status).to_document()
+    store.db.tasks.insert_one(doc)
+
+
+def test_documents_with_an_objectid_are_read_updated_and_deleted_by_their_id(either_store):
+    store = either_store
+    insert_old_document(store, "old-1")
+    assert store.get_task("old-1") is not None
+    moved = store.update_task("old-1", {"lifecycle_status": S.RUNNING}, expected_status={S.CREATED})
+    assert moved is not None and moved.lifecycle_status is S.RUNNING
+    assert store.update_task("old-1", {"priority": 5}, expected_status={S.CREATED}) is None
+    assert store.get_task("old-1").priority == 0  # a mismatch writes nothing
+    assert store.count_by_status(TaskQuery(id_prefix="old-"))[S.RUNNING] == 1
+    with pytest.raises(TaskExistsError):
+        store.create_task(Task(id="old-1", class_name="W"))  # the unique id index still holds
+    assert store.delete_task("old-1") is True
+    assert store.get_task("old-1") is None and store.delete_task("old-1") is False
+    with pytest.raises(TaskNotFoundError):
+        store.update_task("old-1", {"priority": 1}, expected_status={S.RUNNING})
+
+
+def test_compare_and_set_tells_a_status_mismatch_from_a_missing_task(either_store):
+    store = either_store
+    store.create_task(Task(id="new-1", class_name="W"))
+    assert store.update_task("new-1", {"priority": 3}, expected_status={S.RUNNING}) is None
+    assert store.update_task("new-1", {"priority": 3}, expected_status=set()) is None
+    moved = store.update_task("new-1", {"priority": 3}, expected_status={S.CREATED, S.PAUSED})
+    assert moved is not None and moved.priority == 3
+    with pytest.raises(TaskNotFoundError, match="absent"):
+        store.update_task("absent", {"priority": 3}, expected_status={S.CREATED})
+    with pytest.raises(TaskNotFoundError, match="absent"):
+        store.update_task("absent", {"priority": 3})
+
+
+def test_a_document_whose_objectid_slot_holds_another_id_is_not_that_task(either_store):
+    # Put there by hand: _id "twin" but the task "other". The task "twin" is elsewhere.
+    store = either_store
+    store.db.tasks.insert_one({"_id": "twin", **Task(id="other", class_name="W").to_document()})
+    assert store.get_task("twin") is None
+    with pytest.raises(TaskNotFoundError):
+        store.update_task("twin", {"priority": 1})
+    assert store.delete_task("twin") is False
+    insert_old_document(store, "twin", status="Running")
+    got = store.get_task("twin")
+    assert got is not None and got.id == "twin" and got.lifecycle_status is S.RUNNING
+    assert store.update_task("twin", {"priority": 2}).priority == 2
+    assert store.get_task("other").priority == 0
+    assert store.delete_task("twin") is True and store.get_task("other") is not None
+
+
+def test_count_by_status_leaves_out_documents_of_no_known_status(mstore):
+    mstore.create_task(Task(id="cbs-1", class_name="W"))
+    mstore.db.tasks.insert_one({"id": "cbs-2", "className": "W", "lifecycleStatus": "Weird"})
+    mstore.db.tasks.insert_one({"id": "cbs-3", "className": "W"})
+    counts = mstore.count_by_status(TaskQuery(id_prefix="cbs-"))
+    assert counts == {s: (1 if s is S.CREATED else 0) for s in S}

@@ -186,3 +186,76 @@ def test_invalid_changes_are_refused_and_change_nothing(store: Store):
         store.update_task(task.id, {"priority": 11})
     got = store.get_task(task.id)
     assert got is not None and got.priority == 2
+
+
+def test_the_id_of_a_task_cannot_change(store: Store):
+    task = make_task()
+    store.create_task(task)
+    with pytest.raises(ValueError, match="id"):
+        store.update_task(task.id, {"id": new_id("other")})
+    got = store.get_task(task.id)
+    assert got is not None and got.id == task.id
+
+
+def test_status_queries_follow_every_status_change_and_delete(store: Store):
+    prefix = new_id("moves")
+    a, b = make_task(id=f"{prefix}-a"), make_task(id=f"{prefix}-b")
+    for t in (a, b):
+        store.create_task(t)
+
+    def ids(*statuses: S) -> set[str]:
+        return {t.id for t in store.list_tasks(TaskQuery(statuses=set(statuses), id_prefix=prefix))}
+
+    store.update_task(a.id, {"lifecycle_status": S.RUNNING}, expected_status={S.CREATED})
+    assert (ids(S.CREATED), ids(S.RUNNING)) == ({b.id}, {a.id})
+    assert ids(S.CREATED, S.RUNNING) == {a.id, b.id}
+    store.update_task(a.id, {"priority": 4})  # a change that keeps the status
+    assert ids(S.RUNNING) == {a.id}
+    store.delete_task(a.id)
+    assert (ids(S.RUNNING), ids(S.CREATED)) == (set(), {b.id})
+    assert store.count_tasks(TaskQuery(statuses={S.RUNNING}, id_prefix=prefix)) == 0
+
+
+def test_count_by_status_counts_every_status_zeros_included(store: Store):
+    prefix = new_id("count")
+    plan = {S.CREATED: 3, S.RUNNING: 2, S.FINISHED: 1}
+    n = 0
+    for status, how_many in plan.items():
+        for _ in range(how_many):
+            n += 1
+            store.create_task(make_task(id=f"{prefix}-{n}", executor=f"n{n % 2}"))
+            if status is not S.CREATED:
+                store.update_task(f"{prefix}-{n}", {"lifecycle_status": status})
+
+    counts = store.count_by_status(TaskQuery(id_prefix=prefix))
+    assert counts == {s: plan.get(s, 0) for s in S}
+    assert list(counts) == list(S)  # every status, in declaration order
+    for status in S:  # the same figures as counting one status at a time
+        assert counts[status] == store.count_tasks(TaskQuery(statuses={status}, id_prefix=prefix))
+
+
+def test_count_by_status_applies_the_filters_and_ignores_paging(store: Store):
+    prefix = new_id("countq")
+    for i in range(4):
+        store.create_task(make_task(id=f"{prefix}-{i}", executor="even" if i % 2 == 0 else "odd"))
+    store.update_task(f"{prefix}-0", {"lifecycle_status": S.RUNNING})
+
+    only = store.count_by_status(TaskQuery(statuses={S.RUNNING}, id_prefix=prefix, limit=1))
+    assert only == {s: (1 if s is S.RUNNING else 0) for s in S}
+    even = store.count_by_status(TaskQuery(executor="even", id_prefix=prefix, offset=5))
+    assert (even[S.CREATED], even[S.RUNNING], sum(even.values())) == (1, 1, 2)
+    assert sum(store.count_by_status(TaskQuery(id_prefix=new_id("none"))).values()) == 0
+
+
+def test_the_default_count_by_status_gives_the_same_figures(store: Store):
+    """A third-party store without its own ``count_by_status`` inherits a correct one."""
+    prefix = new_id("dflt")
+    for i, status in enumerate((S.CREATED, S.RUNNING, S.RUNNING, S.FAILED)):
+        store.create_task(make_task(id=f"{prefix}-{i}"))
+        store.update_task(f"{prefix}-{i}", {"lifecycle_status": status})
+    for query in (
+        TaskQuery(id_prefix=prefix),
+        TaskQuery(id_prefix=prefix, statuses={S.RUNNING, S.FAILED}),
+        TaskQuery(id_prefix=prefix, statuses=set()),
+    ):
+        assert Store.count_by_status(store, query) == store.count_by_status(query)

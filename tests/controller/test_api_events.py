@@ -242,6 +242,7 @@ def test_an_unreadable_store_is_an_error_event_not_a_broken_stream(
         raise BackendUnavailableError("store is unreachable")
 
     monkeypatch.setattr(skalds_backends.store, "count_tasks", down)
+    monkeypatch.setattr(skalds_backends.store, "count_by_status", down)
     with client.stream("GET", "/api/events/status") as res:
         sse = SseReader(res)
         event = sse.next()

@@ -153,6 +153,7 @@ def test_an_unreachable_store_is_503_not_500(client, skalds_backends, monkeypatc
         raise BackendUnavailableError("store at mongodb://db:27017 is unreachable")
 
     monkeypatch.setattr(skalds_backends.store, "count_tasks", down)
+    monkeypatch.setattr(skalds_backends.store, "count_by_status", down)
     for path in ("/api/system/status", "/api/system/dashboard/summary", "/api/system/metrics"):
         res = client.get(path)
         assert res.status_code == 503 and res.json()["code"] == "SERVICE_UNAVAILABLE"

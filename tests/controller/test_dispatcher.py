@@ -454,3 +454,29 @@ def test_dispatches_and_bad_events_are_reported_and_survived(skalds_backends, ma
         wait_for(lambda: background.describe()["monitor"]["online"] == [node_id])
     finally:
         background()
+
+
+# -- cost -------------------------------------------------------------------------------------
+
+
+def test_a_burst_of_tasks_is_placed_without_listing_the_store_again(
+    make_node, controllers, tmp_path, skalds_backends, monkeypatch
+):
+    # Listing active tasks is a full scan on some stores (FerretDB): only the periodic
+    # full pass may do it, never each event.
+    make_node(max_workers=50)
+    ctl = controllers()
+    wait_for(lambda: ctl.dispatcher.counts["passes"] >= 1)  # the first (full) pass is done
+    listed: list[Any] = []
+    real_list = skalds_backends.store.list_tasks
+    monkeypatch.setattr(
+        skalds_backends.store, "list_tasks", lambda q=None: listed.append(q) or real_list(q)
+    )
+    for i in range(30):
+        ctl.create(f"burst{i}", tmp_path / f"b{i}")
+    for i in range(30):
+        wait_status(ctl, f"burst{i}", S.FINISHED)
+    active_listings = [
+        q for q in listed if q is not None and q.statuses and S.RUNNING in q.statuses
+    ]
+    assert len(active_listings) <= 2, listed  # at most the 5 s full passes meanwhile

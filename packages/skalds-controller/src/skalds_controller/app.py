@@ -19,6 +19,7 @@ from skalds_controller.errors import install_error_handlers
 from skalds_controller.live_metrics import install_metrics
 from skalds_controller.nodes import NodeDirectory
 from skalds_controller.routes import events, metrics, skalds, system, tasks
+from skalds_controller.routes.dashboard import install_dashboard
 from skalds_controller.service import TaskService
 from skalds_controller.settings import ControllerSettings
 
@@ -72,4 +73,5 @@ def create_app(
         )
     for module in (system, tasks, skalds, events, metrics):
         app.include_router(module.router)
+    install_dashboard(app)
     return app

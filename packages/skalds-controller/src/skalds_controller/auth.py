@@ -14,6 +14,8 @@ from skalds_controller.errors import body
 __all__ = ["GuardMiddleware", "is_loopback"]
 
 _OPEN_PATHS = frozenset({"/", "/api/system/health"})
+_DASHBOARD = "/dashboard"
+"""The dashboard's shell and static files: they hold the login screen, and no data."""
 
 
 def is_loopback(host: str) -> bool:
@@ -25,7 +27,8 @@ class GuardMiddleware(BaseHTTPMiddleware):
     """Checks ``Authorization: Bearer <token>`` (constant-time) and the body size.
 
     SSE clients that cannot set headers (``EventSource``) may pass ``?token=``.
-    ``/`` and the health check stay open so load balancers can probe.
+    ``/`` and the health check stay open so load balancers can probe; so does the
+    dashboard's page (``/dashboard``, ``/dashboard/...``), which asks for the token itself.
     """
 
     def __init__(self, app: ASGIApp, token: str | None, max_body_bytes: int) -> None:
@@ -40,7 +43,7 @@ class GuardMiddleware(BaseHTTPMiddleware):
                 body("PAYLOAD_TOO_LARGE", f"request body over {self.max_body_bytes} bytes"),
                 status_code=413,
             )
-        if self.token and request.url.path not in _OPEN_PATHS and not self._authorized(request):
+        if self.token and not _is_open(request.url.path) and not self._authorized(request):
             return JSONResponse(
                 body("UNAUTHORIZED", "missing or wrong API token"),
                 status_code=401,
@@ -55,3 +58,11 @@ class GuardMiddleware(BaseHTTPMiddleware):
         if not given and request.url.path.startswith("/api/events/"):
             given = request.query_params.get("token", "")
         return hmac.compare_digest(given.encode(), self.token.encode())
+
+
+def _is_open(path: str) -> bool:
+    """Paths served without a token: probes and the dashboard's shell, never ``/api``."""
+    if path in _OPEN_PATHS:
+        return True
+    inside = path == _DASHBOARD or path.startswith(_DASHBOARD + "/")
+    return inside and ".." not in path.split("/")

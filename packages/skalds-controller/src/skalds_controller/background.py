@@ -79,18 +79,30 @@ def start_background(context: Context, *, observer: DispatchObserver | None = No
         return background
     backends = context.backends
     controller_id = context.tasks.initiator
-    monitor_lease = Lease(backends.cache, "monitor", controller_id)
-    monitor = Monitor(backends, settings, controller_id=controller_id, lease=monitor_lease)
+    monitor_lease = Lease(backends.cache, "monitor", controller_id, ttl=settings.lease_ttl)
+    monitor = Monitor(
+        backends,
+        settings,
+        controller_id=controller_id,
+        lease=monitor_lease,
+        poll_every=settings.monitor_poll_interval,
+        stall_check_every=settings.monitor_stall_check_interval,
+        orphan_sweep_every=settings.monitor_orphan_sweep_interval,
+        grace=settings.monitor_grace_seconds,
+    )
     background.monitor = monitor
     background.leases.append(monitor_lease)
     if settings.runs(ControllerMode.DISPATCHER):
-        dispatch_lease = Lease(backends.cache, "dispatcher", controller_id)
+        dispatch_lease = Lease(backends.cache, "dispatcher", controller_id, ttl=settings.lease_ttl)
         dispatcher = Dispatcher(
             backends,
             settings,
             controller_id=controller_id,
             lease=dispatch_lease,
             observer=observer,
+            assign_timeout=settings.dispatcher_assign_timeout,
+            reconcile_every=settings.dispatcher_reconcile_interval,
+            retry_sweep_every=settings.retry_sweep_interval,
         )
         monitor.add_listener(dispatcher.on_node_change)
         background.dispatcher = dispatcher

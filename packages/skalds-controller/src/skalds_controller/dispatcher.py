@@ -1,20 +1,33 @@
 """The dispatcher: puts Created tasks on nodes, within milliseconds of the reason to.
 
-It wakes on ``task.created`` (the API), ``taskworker.update`` with a final status (a
+It wakes on ``task.created`` (the API), ``taskworker.update`` (a task re-queued, or a
 worker ended: capacity and dependencies change), a node joining (the monitor tells
 it) and winning the lease; besides, a slow timer repairs whatever events missed.
-Each wake runs one *pass* over the store's active tasks, so a burst of events costs
-one pass, not one per event.
+A burst of events makes one pass, not one per event.
 
-A pass, only while this controller holds the dispatcher lease:
+Passes come in two sizes, because listing every active task is a full collection
+scan on some stores (FerretDB filters in Go, not in an index):
+
+* a **full pass** (every ``reconcile_every`` seconds, and first thing after winning
+  the lease) reads every active task from the store and rebuilds what the
+  dispatcher keeps in memory: the queue of waiting tasks and the tasks placed on
+  each node (their load);
+* a **quick pass** (every other wake) reads only the tasks events named, by id, and
+  works from that memory.
+
+Both then do the same steps, only while this controller holds the dispatcher lease:
 
 1. Failed tasks with tries left go back to Created with ``not_before`` (back-off).
 2. Assignments not picked up within ``assign_timeout`` go back to Created.
-3. Created tasks without executor, highest priority first, oldest first: an expired
-   deadline or a failed dependency fails them (with the reason); unmet dependencies
-   or a future ``not_before`` make them wait; otherwise the strategy picks an
-   eligible node, Created → Assigning is a compare-and-set, and ``task.assign`` goes
-   to that node (which moves the task to Running).
+3. Waiting tasks, highest priority first, oldest first: an expired deadline or a
+   failed dependency fails them (with the reason); unmet dependencies or a future
+   ``not_before`` make them wait; otherwise the strategy picks an eligible node,
+   Created → Assigning is a compare-and-set, and ``task.assign`` goes to that node
+   (which moves the task to Running).
+
+Memory may be stale (a missed event); the compare-and-set keeps that harmless — a
+task cancelled meanwhile simply fails to move and is dropped — and the next full
+pass corrects it.
 """
 
 from __future__ import annotations
@@ -22,7 +35,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from skalds.errors import TaskNotFoundError
@@ -45,8 +59,13 @@ from skalds_controller.transitions import Transitions
 __all__ = ["DISPATCHER_TOPICS", "DispatchObserver", "Dispatcher"]
 
 S = TaskLifecycleStatus
-DISPATCHER_TOPICS = (Topic.TASK_CREATED.value, Topic.TASKWORKER_UPDATE.value)
-_WAKING_TITLES = frozenset({S.CREATED.value, S.FINISHED.value, S.FAILED.value, S.CANCELLED.value})
+# task.assign: to count tasks that were given a node by hand (the API's ``executor``).
+DISPATCHER_TOPICS = (
+    Topic.TASK_CREATED.value,
+    Topic.TASK_ASSIGN.value,
+    Topic.TASKWORKER_UPDATE.value,
+)
+_ENDED_TITLES = frozenset({S.FINISHED.value, S.FAILED.value, S.CANCELLED.value})
 _SUBSCRIBE_RETRY_SECONDS = 2.0
 
 
@@ -58,6 +77,16 @@ class DispatchObserver(Protocol):
     def event_handled(self, source: str) -> None: ...
 
     def event_failed(self, source: str) -> None: ...
+
+
+@dataclass
+class _Placed:
+    """A task the dispatcher counts on a node: it holds a slot and its resources there."""
+
+    node_id: str
+    resources: Mapping[str, float]
+    assigning_since: int | None
+    """When it was assigned, while the node has not started it yet (ms); else None."""
 
 
 class Dispatcher:
@@ -107,6 +136,16 @@ class Dispatcher:
         self._stop = threading.Event()
         self.retries = Retries(backends.store, self.transitions, sweep_every=retry_sweep_every)
         self._waiting_why: dict[str, str] = {}
+        # What the dispatcher knows (rebuilt by each full pass, kept by events between):
+        self._queue: dict[str, Task] = {}  # Created and unassigned
+        self._placed: dict[str, _Placed] = {}  # active with an executor
+        self._next_full = 0.0  # monotonic time of the next full pass
+        # Task ids events named since the last pass (written by the bus thread):
+        self._notes_lock = threading.Lock()
+        self._noted: set[str] = set()  # to read: created, re-queued, started elsewhere
+        self._assigned: set[str] = set()  # by someone else
+        self._started: set[str] = set()
+        self._ended: set[str] = set()
         self._subscription: Subscription | None = None
         self._thread: threading.Thread | None = None
         self._subscriber: threading.Thread | None = None
@@ -158,6 +197,7 @@ class Dispatcher:
     def _lease_changed(self, held: bool) -> None:
         if held:
             self.retries.sweep_soon()  # a new leader first repairs what the old one left
+            self._next_full = 0.0  # and reads the store afresh: its memory may be old
             self.wake()
 
     def start(self) -> None:
@@ -203,12 +243,37 @@ class Dispatcher:
             self._observe("event_failed", "dispatcher")
             return
         self._observe("event_handled", "dispatcher")
-        if msg.topic == Topic.TASKWORKER_UPDATE.value:
-            if event.title not in _WAKING_TITLES:
-                return  # Running, Paused, UpdateApplied...: nothing to place
+        ids = event.task_ids
+        if msg.topic == Topic.TASK_ASSIGN.value:
+            if event.initiator != self.controller_id:
+                self._note(self._assigned, ids)  # it takes a slot: read it at the next pass
+            return
+        if msg.topic == Topic.TASK_CREATED.value or event.title == S.CREATED.value:
+            self._note(self._noted, ids)
+        elif event.title == S.RUNNING.value:
+            self._note(self._started, ids)
+            return  # no slot is freed: no pass needed
+        elif event.title in _ENDED_TITLES:
+            self._note(self._ended, ids)
             if event.title == S.FAILED.value:
-                self.retries.note_failed(event.task_ids)
+                self.retries.note_failed(ids)
+        else:
+            return  # Paused, UpdateApplied...: nothing to place
         self._wake.set()
+
+    def _note(self, into: set[str], ids: Iterable[str]) -> None:
+        with self._notes_lock:
+            into.update(ids)
+
+    def _take_notes(self) -> tuple[set[str], set[str], set[str]]:
+        """Return (to read, started, ended) ids, and forget them."""
+        with self._notes_lock:
+            noted, self._noted = self._noted, set()
+            assigned, self._assigned = self._assigned, set()
+            started, self._started = self._started, set()
+            ended, self._ended = self._ended, set()
+        noted.update(assigned - self._placed.keys() - ended)
+        return noted, started, ended
 
     def _observe(self, method: str, *args: Any) -> None:
         if self.observer is None:
@@ -260,6 +325,7 @@ class Dispatcher:
             self._wake.clear()
             if not self.leading:
                 self.retries.drop_noted()  # the leader handles them
+                self._take_notes()  # likewise; a new leader starts with a full pass
                 next_pass = time.monotonic() + self.reconcile_every
                 continue
             try:
@@ -271,21 +337,35 @@ class Dispatcher:
                 if not failing:
                     logger.error("dispatcher: pass failed (%s); retrying in 1 s", exc)
                 failing = True
+                self._next_full = 0.0  # what the failed pass had taken in is read again
                 next_pass = time.monotonic() + 1.0
 
-    def run_pass(self) -> float:
-        """Do one dispatch pass now; return the seconds until the next one is due."""
+    def run_pass(self, *, full: bool = False) -> float:
+        """Do one dispatch pass now; return the seconds until the next one is due.
+
+        Args:
+            full: read every active task from the store first (otherwise done only
+                when a full pass is due).
+        """
         self.counts["passes"] += 1
         now = now_ms()
         self.counts["retried"] += self.retries.run(now)
-        active = self.backends.store.list_tasks(TaskQuery(statuses=ACTIVE_STATUSES))
-        slots = node_slots(self._nodes.list(), active)
-        due = [self.reconcile_every]
-        self._undo_stale_assignments(active, now, due)
-        known = {t.id: t for t in active}
+        known: dict[str, Task] = {}
+        if full or time.monotonic() >= self._next_full:
+            self._next_full = time.monotonic() + self.reconcile_every
+            self._take_notes()  # the listing below supersedes them
+            known = self._reload()
+        else:
+            self._apply_notes()
+        due = [max(0.0, self._next_full - time.monotonic())]
+        self._undo_stale_assignments(now, due)
+        slots = node_slots(self._nodes.list())
+        for placed in self._placed.values():
+            slot = slots.get(placed.node_id)
+            if slot is not None:
+                slot.occupy(placed.resources)
         waiting = sorted(
-            (t for t in active if t.lifecycle_status is S.CREATED and not t.executor),
-            key=lambda t: (-t.priority, t.create_date_time, t.id),
+            self._queue.values(), key=lambda t: (-t.priority, t.create_date_time, t.id)
         )
         self._forget(waiting)
         strategy = self._current_strategy()
@@ -296,12 +376,48 @@ class Dispatcher:
             try:
                 self._consider(task, now, slots, strategy, lookup, due)
             except TaskNotFoundError:
-                continue  # deleted meanwhile
+                self._queue.pop(task.id, None)  # deleted meanwhile
         return max(0.0, min(due))
+
+    def _reload(self) -> dict[str, Task]:
+        """Rebuild the queue and the placed tasks from the store's active tasks."""
+        active = self.backends.store.list_tasks(TaskQuery(statuses=ACTIVE_STATUSES))
+        self._queue.clear()
+        self._placed.clear()
+        for task in active:
+            self._learn(task.id, task)
+        return {t.id: t for t in active}
+
+    def _apply_notes(self) -> None:
+        """Bring memory up to date with what events said since the last pass."""
+        noted, started, ended = self._take_notes()
+        for task_id in ended:
+            self._queue.pop(task_id, None)
+            self._placed.pop(task_id, None)
+        for task_id in started - ended:
+            placed = self._placed.get(task_id)
+            if placed is None:
+                noted.add(task_id)  # started by hand elsewhere: learn its node and needs
+            else:
+                placed.assigning_since = None
+        for task_id in noted:  # even if it ended too: a retry re-creates a failed task
+            self._learn(task_id, self.backends.store.get_task(task_id))
+
+    def _learn(self, task_id: str, task: Task | None) -> None:
+        """File ``task`` (as read from the store) as waiting, placed, or neither."""
+        self._queue.pop(task_id, None)
+        self._placed.pop(task_id, None)
+        if task is None or task.lifecycle_status.is_final:
+            return
+        if task.executor:
+            since = task.update_date_time if task.lifecycle_status is S.ASSIGNING else None
+            self._placed[task_id] = _Placed(task.executor, dict(task.resources), since)
+        elif task.lifecycle_status is S.CREATED:
+            self._queue[task_id] = task
 
     def _forget(self, waiting: list[Task]) -> None:
         """Drop notes about tasks no longer waiting; a re-queue resets the retry guard."""
-        for gone in set(self._waiting_why) - {t.id for t in waiting}:
+        for gone in set(self._waiting_why) - self._queue.keys():
             del self._waiting_why[gone]
         self.retries.forget_resets(waiting)
 
@@ -314,23 +430,30 @@ class Dispatcher:
 
     # -- the steps of a pass ----------------------------------------------------------------
 
-    def _undo_stale_assignments(self, active: list[Task], now: int, due: list[float]) -> None:
+    def _undo_stale_assignments(self, now: int, due: list[float]) -> None:
         timeout_ms = int(self.assign_timeout * 1000)
-        for task in active:
-            if task.lifecycle_status is not S.ASSIGNING:
+        stale = []
+        for task_id, placed in self._placed.items():
+            if placed.assigning_since is None:
                 continue
-            left_ms = task.update_date_time + timeout_ms - now
+            left_ms = placed.assigning_since + timeout_ms - now
             if left_ms > 0:
                 due.append(left_ms / 1000)
-                continue
+            else:
+                stale.append((task_id, placed.node_id))
+        for task_id, node_id in stale:
             reason = (
-                f"node {task.executor} did not pick the task up within "
+                f"node {node_id} did not pick the task up within "
                 f"{self.assign_timeout:g} s; dispatching it again"
             )
-            if self.transitions.move(task.id, {S.ASSIGNING}, S.CREATED, reason, executor=None):
-                self.counts["reassigned"] += 1
-                logger.warning("task %s: %s", task.id, reason)
-                due.append(0.0)
+            moved = self.transitions.move(task_id, {S.ASSIGNING}, S.CREATED, reason, executor=None)
+            if moved is None:
+                # started meanwhile (its event is on the way), or changed: read it again
+                self._learn(task_id, self.backends.store.get_task(task_id))
+                continue
+            self._learn(task_id, moved)
+            self.counts["reassigned"] += 1
+            logger.warning("task %s: %s", task_id, reason)
 
     def _consider(
         self,
@@ -364,6 +487,7 @@ class Dispatcher:
             due.append(self.assign_timeout)  # to undo it in time if nobody picks it up
 
     def _fail(self, task: Task, reason: str) -> None:
+        self._queue.pop(task.id, None)
         if self.transitions.move(task.id, {S.CREATED}, S.FAILED, reason):
             self.counts["failed"] += 1
             logger.warning("task %s failed: %s", task.id, reason)
@@ -374,8 +498,10 @@ class Dispatcher:
             {"lifecycle_status": S.ASSIGNING, "executor": slot.node_id},
             expected_status={S.CREATED},
         )
+        self._queue.pop(task.id, None)
         if moved is None:
             return False  # changed meanwhile (cancelled, or another dispatcher was first)
+        self._placed[task.id] = _Placed(slot.node_id, dict(task.resources), moved.update_date_time)
         slot.take(task)
         self._waiting_why.pop(task.id, None)
         self.transitions.publish(Topic.TASK_ASSIGN, task.id, recipient=slot.node_id)

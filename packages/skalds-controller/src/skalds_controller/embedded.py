@@ -23,6 +23,7 @@ from skalds.node.skald import Skald
 from skalds.plugins import Backends, make_backends, make_plugin_manager, redact_url, unreachable
 from skalds.utils.logging import configure_logging, logger
 from skalds_controller.app import create_app
+from skalds_controller.routes.dashboard import DASHBOARD_PATH
 from skalds_controller.server import ControllerServer, check_bind
 from skalds_controller.settings import ControllerSettings
 
@@ -157,10 +158,6 @@ class EmbeddedSkalds:
             where = "embedded (in-memory backends: tasks last as long as this process)"
         else:
             where = ", ".join(redact_url(u) for u in urls)
-        has_dashboard = any(
-            getattr(route, "path", "").startswith("/dashboard") for route in app.routes
-        )
-        dashboard = f"{url}/dashboard" + ("" if has_dashboard else "  (not built yet)")
         names = self.node.registry.names() if self.node is not None else []
         example = (
             "skalds task create MultiStageJobWorker --set jobId=demo "
@@ -176,7 +173,7 @@ class EmbeddedSkalds:
             f"Skalds is up: controller ({s.mode.value} mode) and node {s.skald_id}",
             f"  backends   {where}",
             f"  API        {url}/api/docs",
-            f"  dashboard  {dashboard}",
+            f"  dashboard  {url}{DASHBOARD_PATH}",
             f"  workers    {', '.join(names) or 'none installed (pass --worker module:Class)'}",
             f"  try        {example}",
             "Ctrl-C stops everything (running workers get their release handlers).",

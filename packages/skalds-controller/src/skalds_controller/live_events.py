@@ -45,6 +45,9 @@ _UPDATE_TITLES = {"UpdateApplied": True, "UpdateFailed": False}
 _STATUSES = {s.value: s for s in TaskLifecycleStatus}
 _SOURCE = "live"
 _STATUS_GAP_SECONDS = 0.1
+_STATUS_SHARE = 0.1
+"""At most this share of the time goes to recounting tasks for the status stream: a
+store where counting is a scan (FerretDB) gets fewer summaries, not a busy server."""
 _install_lock = threading.Lock()
 
 
@@ -130,8 +133,11 @@ class LiveEvents:
                 self._poll_nodes()
             if self._status_dirty.is_set():
                 self._status_dirty.clear()
+                began = time.monotonic()
                 self._push_status()
-                self._stop.wait(_STATUS_GAP_SECONDS)  # one summary for a burst of changes
+                took = time.monotonic() - began
+                # one summary for a burst of changes
+                self._stop.wait(max(_STATUS_GAP_SECONDS, took / _STATUS_SHARE))
             # Task changes wake the loop early; the registry is re-read on its own cadence.
             self._status_dirty.wait(max(0.0, next_poll - time.monotonic()))
 
@@ -143,8 +149,8 @@ class LiveEvents:
             return
         for change in changes:
             self.emit("skalds", change.kind, change.node)
-        if changes:
-            self._status_dirty.set()
+        if any(change.kind != "skald.heartbeat" for change in changes):
+            self._status_dirty.set()  # online counts or capacity may have changed
 
     # -- clients ------------------------------------------------------------------------
 
@@ -269,9 +275,12 @@ class LiveEvents:
             applied = _UPDATE_TITLES[title]
             with self._lock:
                 waiters = list(self._waiters.get(task_id, ()))
+            reason = None if applied else event.message
             for waiter in waiters:
-                waiter.resolve(applied, event.initiator)
+                waiter.resolve(applied, event.initiator, reason)
             data = {"taskId": task_id, "applied": applied, "node": event.initiator}
+            if reason:
+                data["reason"] = reason
             self.emit("tasks", "task.update", {**data, "at": event.update_date_time}, task_id)
         elif title in _STATUSES:
             self._task_status(task_id, title, event.initiator, event.update_date_time)

@@ -30,7 +30,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from skalds.model.task import TaskLifecycleStatus
-from skalds.ports.store import TaskQuery
 from skalds.utils.logging import logger
 from skalds.utils.time import now_ms
 from skalds_controller.api_summary import nodes_by_mode
@@ -197,8 +196,9 @@ class _StateCollector(Collector):
         tasks = GaugeMetricFamily("skalds_tasks", "Tasks by lifecycle status.", labels=["status"])
         try:
             store = self.context.backends.store
+            by_status = store.count_by_status()  # one query, not one per status
             for status in TaskLifecycleStatus:
-                tasks.add_metric([status.value], store.count_tasks(TaskQuery(statuses={status})))
+                tasks.add_metric([status.value], by_status.get(status, 0))
             yield tasks
             up.add_metric(["store"], 1)
         except Exception as exc:

@@ -2,8 +2,10 @@
 
 The cache port has no change feed, so the watcher re-reads ``skalds:hash`` often and
 re-reads a node's ``skalds:{id}:info`` only when its heartbeat stamp moved. It reports
-a node only when something a person would notice changed (joined, left, its tasks
-or their statuses, its capacity): a heartbeat alone is not news.
+a node when something a person would notice changed (joined, left, its tasks or
+their statuses, its capacity); a heartbeat alone is reported apart, as
+``skald.heartbeat``, so views can show heartbeat ages and task heartbeats without
+treating it as a change of state.
 
 On the way it keeps, per task, a short heartbeat history and the log file path the
 node published: both outlive the task's entry in the node's report.
@@ -39,7 +41,7 @@ class LogLocation:
 
 @dataclass(frozen=True)
 class NodeChange:
-    """A node joined, left or changed (``skald.joined``/``skald.left``/``skald.changed``)."""
+    """What happened to a node: ``skald.joined``, ``.left``, ``.changed`` or ``.heartbeat``."""
 
     kind: str
     node: dict[str, Any]
@@ -56,6 +58,7 @@ class NodeWatcher:
         self._nodes: dict[str, NodeInfo] = {}
         self._stamps: dict[str, str] = {}
         self._signatures: dict[str, _Signature] = {}
+        self._beats_told: dict[str, str] = {}
         self._history: OrderedDict[str, deque[tuple[int, int]]] = OrderedDict()
         self._logs: OrderedDict[str, LogLocation] = OrderedDict()
 
@@ -99,8 +102,13 @@ class NodeWatcher:
         for node_id, node in sorted(self._nodes.items()):
             signature = _signature(node)
             before = self._signatures.get(node_id)
+            stamp = self._stamps.get(node_id, "")
             if signature == before:
+                if node.online and self._beats_told.get(node_id) != stamp:
+                    self._beats_told[node_id] = stamp
+                    changes.append(NodeChange("skald.heartbeat", node.to_json()))
                 continue
+            self._beats_told[node_id] = stamp
             self._signatures[node_id] = signature
             if not node.online:
                 kind = "skald.left"

@@ -87,12 +87,14 @@ class UpdateWaiter:
         self.task_id = task_id
         self.applied: bool | None = None
         self.node: str | None = None
+        self.reason: str | None = None
+        """Why the worker refused the update (``UpdateFailed``'s message), when it said."""
         self._done = threading.Event()
 
-    def resolve(self, applied: bool, node: str | None) -> None:
+    def resolve(self, applied: bool, node: str | None, reason: str | None = None) -> None:
         """Record the node's answer (the first one wins)."""
         if not self._done.is_set():
-            self.applied, self.node = applied, node
+            self.applied, self.node, self.reason = applied, node, reason
             self._done.set()
 
     def wait(self, timeout: float) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +12,7 @@ from skalds.node import keys
 from skalds.ports.cache import Cache
 from skalds.utils.time import now_ms
 
-__all__ = ["NodeDirectory", "NodeInfo"]
+__all__ = ["NodeDirectory", "NodeInfo", "node_resources"]
 
 
 def _parse_info(raw: str | None) -> dict[str, Any]:
@@ -74,9 +75,26 @@ class NodeInfo:
             "lastHeartbeat": self.last_heartbeat_ms,
             "heartbeatAgeMs": age,
             "capacity": self.capacity,
+            "resources": node_resources(self.info),
             "classNames": sorted(self.workers),
             "tasks": self.info.get("tasks", []),
         }
+
+
+def node_resources(info: Mapping[str, Any]) -> dict[str, float]:
+    """The resources a node reports (``{"gpu": 2}``); ``{}`` when it reports none."""
+    raw = info.get("resources")
+    if raw is None:
+        raw = (info.get("capacity") or {}).get("resources")
+    if not isinstance(raw, Mapping):
+        return {}
+    out: dict[str, float] = {}
+    for name, amount in raw.items():
+        try:
+            out[str(name)] = float(amount)
+        except (TypeError, ValueError):
+            continue  # a malformed figure offers nothing rather than breaking dispatch
+    return out
 
 
 class NodeDirectory:

@@ -1,9 +1,9 @@
 """Which nodes can take a task now: online node-mode Skalds with the class and room for it.
 
-Load and used resources are counted from the store (tasks whose executor is the node
-and that are not final), not from the node's once-a-second report: the store already
-holds the assignments made a moment ago, so a burst of tasks does not all land on the
-node that looked empty one report ago.
+Load and used resources are counted from the tasks placed on a node (what the store
+says is active there, kept current by the dispatcher from events), not from the
+node's once-a-second report: the assignments made a moment ago already count, so a
+burst of tasks does not all land on the node that looked empty one report ago.
 
 Resources: a task may ask for ``{"gpu": 1}``; a node offers what it reports in its
 info under ``resources`` (or ``capacity.resources``). A resource a node does not
@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from skalds.model.task import Task
-from skalds_controller.nodes import NodeInfo
+from skalds_controller.nodes import NodeInfo, node_resources
 
 __all__ = ["NodeSlot", "node_resources", "node_slots"]
 
@@ -53,29 +52,17 @@ class NodeSlot:
 
     def take(self, task: Task) -> None:
         """Count ``task`` as placed here (within this dispatch pass)."""
+        self.occupy(task.resources)
+
+    def occupy(self, resources: Mapping[str, float]) -> None:
+        """Count one more task, holding ``resources``, on this node."""
         self.load += 1
-        for name, amount in task.resources.items():
+        for name, amount in resources.items():
             self.used[name] = self.used.get(name, 0.0) + amount
 
 
-def node_resources(info: Mapping[str, Any]) -> dict[str, float]:
-    """The resources a node reports (``{"gpu": 2}``); ``{}`` when it reports none."""
-    raw = info.get("resources")
-    if raw is None:
-        raw = (info.get("capacity") or {}).get("resources")
-    if not isinstance(raw, Mapping):
-        return {}
-    out: dict[str, float] = {}
-    for name, amount in raw.items():
-        try:
-            out[str(name)] = float(amount)
-        except (TypeError, ValueError):
-            continue  # a malformed figure offers nothing rather than breaking dispatch
-    return out
-
-
-def node_slots(nodes: Iterable[NodeInfo], active: Iterable[Task]) -> dict[str, NodeSlot]:
-    """Slots for the online node-mode nodes, loaded with the store's active tasks."""
+def node_slots(nodes: Iterable[NodeInfo], active: Iterable[Task] = ()) -> dict[str, NodeSlot]:
+    """Slots for the online node-mode nodes, loaded with ``active`` tasks (not final)."""
     slots: dict[str, NodeSlot] = {}
     for node in nodes:
         if not node.online or node.mode != _DISPATCHABLE_MODE:

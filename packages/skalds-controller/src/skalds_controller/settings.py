@@ -59,6 +59,59 @@ class ControllerSettings(SkaldConfig):
     )
     controller_id: str | None = Field(default=None, validation_alias=_env("SYSTEM_CONTROLLER_ID"))
 
+    # --- dispatcher and monitor tunables (seconds) ---
+    dispatcher_assign_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias=_env("DISPATCHER_ASSIGN_TIMEOUT"),
+        description="an assignment no node picked up within this goes back to Created",
+    )
+    dispatcher_reconcile_interval: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=_env("DISPATCHER_RECONCILE_INTERVAL"),
+        description="longest time between two dispatch passes when no event wakes it",
+    )
+    retry_sweep_interval: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=_env("DISPATCHER_RETRY_SWEEP_INTERVAL"),
+        description="time between scans of Failed tasks for retries whose event was missed",
+    )
+    monitor_poll_interval: float = Field(
+        default=0.2,
+        gt=0,
+        validation_alias=_env("MONITOR_POLL_INTERVAL"),
+        description="time between looks at the node registry (how soon a lost node is seen)",
+    )
+    monitor_stall_check_interval: float = Field(
+        default=1.0,
+        gt=0,
+        validation_alias=_env("MONITOR_STALL_CHECK_INTERVAL"),
+        description="time between looks at worker heartbeats; a worker is stalled when two "
+        "looks in a row find its heartbeat key (TASK_TTL_SECONDS) expired",
+    )
+    monitor_orphan_sweep_interval: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=_env("MONITOR_ORPHAN_SWEEP_INTERVAL"),
+        description="time between scans for active tasks on nodes that are not online",
+    )
+    monitor_grace_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        validation_alias=_env("MONITOR_GRACE_SECONDS"),
+        description="how long the cache must have answered before an absent node counts as "
+        "lost (default: the larger of node_ttl_seconds and 2 heartbeat intervals)",
+    )
+    lease_ttl: float = Field(
+        default=3.0,
+        gt=0.2,
+        validation_alias=_env("CONTROLLER_LEASE_TTL"),
+        description="life of the monitor/dispatcher leader leases: the longest a dead "
+        "leader's work waits for another controller (more than 0.2: twice the settle time)",
+    )
+
     def runs(self, mode: ControllerMode) -> bool:
         """Whether this process runs ``mode``'s parts (modes include the ones before)."""
         order = list(ControllerMode)

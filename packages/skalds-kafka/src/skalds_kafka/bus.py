@@ -2,9 +2,11 @@
 
 ``publish`` blocks until Kafka confirmed the message (idempotent producer, acks=all)
 and raises :class:`~skalds.errors.PublishError` otherwise; nothing is dropped
-silently. Each ``subscribe`` is one consumer on its own thread that commits a
-message's offset only after its handler returned. Nothing here is async: call
-``publish`` from a thread, never from inside an event loop.
+silently. Each ``subscribe`` is one consumer on its own thread that stores a
+message's offset only after its handler returned; stored offsets are committed every
+``commit_interval`` seconds, at a rebalance and at close, so a crash may redeliver up
+to that much of what was handled (handlers are idempotent). Nothing here is async:
+call ``publish`` from a thread, never from inside an event loop.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from skalds.utils.logging import logger
 from skalds_kafka._admin import TopicAdmin
 from skalds_kafka._producer import ConfirmingProducer
 from skalds_kafka._settings import ConnectionSettings, parse_kafka_url
-from skalds_kafka.subscription import KafkaSubscription
+from skalds_kafka.subscription import DEFAULT_COMMIT_INTERVAL, KafkaSubscription
 
 if TYPE_CHECKING:
     from skalds.config.skald_config import SkaldConfig
@@ -41,6 +43,8 @@ class KafkaEventBus(EventBus):
         connect_timeout: seconds the broker has to answer when the bus is built.
         assign_timeout: seconds ``subscribe`` waits for its partitions.
         close_timeout: seconds ``Subscription.close`` waits for a running handler.
+        commit_interval: seconds between two commits of a consumer's handled offsets
+            (also committed at a rebalance and at close).
         dead_letter: copy messages whose handler raised to ``skalds.dead-letter``.
         create_seed_topics: create every :class:`~skalds.ports.event_bus.Topic` now.
         consumer_options: more librdkafka properties for every consumer.
@@ -61,6 +65,7 @@ class KafkaEventBus(EventBus):
         connect_timeout: float = 5.0,
         assign_timeout: float = 30.0,
         close_timeout: float = 10.0,
+        commit_interval: float = DEFAULT_COMMIT_INTERVAL,
         dead_letter: bool = False,
         create_seed_topics: bool = True,
         consumer_options: dict[str, Any] | None = None,
@@ -71,6 +76,7 @@ class KafkaEventBus(EventBus):
         self.dead_letter = dead_letter
         self._assign_timeout = assign_timeout
         self._close_timeout = close_timeout
+        self._commit_interval = commit_interval
         self._consumer_options = dict(consumer_options or {})
         self._admin = TopicAdmin(
             settings,
@@ -144,6 +150,7 @@ class KafkaEventBus(EventBus):
             handler,
             group=group,
             close_timeout=self._close_timeout,
+            commit_interval=self._commit_interval,
             dead_letter=self._send_dead_letter if self.dead_letter else None,
             extra=self._consumer_options,
         )

@@ -1,4 +1,12 @@
-"""One consumer group member on a thread of its own, committing after each handled message.
+"""One consumer group member on a thread of its own: at least once, committed in batches.
+
+An offset is *stored* (``store_offsets``) after its message was handled, never
+before; librdkafka commits the stored offsets every ``commit_interval`` seconds
+(``enable.auto.commit`` with ``enable.auto.offset.store=false``), when partitions are
+revoked in a rebalance, and when the subscription closes. A consumer that crashes
+may therefore see up to ``commit_interval`` of already handled messages again:
+handlers are idempotent. Committing once per message instead would cost a broker
+round trip per message and cap a group at a few hundred messages per second.
 
 Where a new group starts is decided once, when its partitions are assigned: a
 partition without a committed offset starts at its current end (high watermark),
@@ -23,7 +31,7 @@ from skalds.utils.logging import logger
 from skalds_kafka._errors import LIBRDKAFKA_LOGGER, ErrorReporter
 from skalds_kafka._settings import ConnectionSettings
 
-__all__ = ["DeadLetter", "KafkaSubscription"]
+__all__ = ["DEFAULT_COMMIT_INTERVAL", "DeadLetter", "KafkaSubscription"]
 
 DeadLetter = Callable[[BusMessage, str, str], None]
 """Called with (message, group, reason) for a message whose handler raised."""
@@ -33,10 +41,16 @@ _POLL_SECONDS = 0.25
 # While the broker is unreachable, check every this often whether it is back.
 _PROBE_SECONDS = 5.0
 _OFFSET_TIMEOUT = 10.0
+DEFAULT_COMMIT_INTERVAL = 0.2
 
 
 class KafkaSubscription(Subscription):
     """Consume ``topics`` as ``group``; one message at a time, at least once.
+
+    A message's offset is stored once its handler returned (also when it raised) and
+    committed with the others every ``commit_interval`` seconds, at a rebalance and at
+    ``close()``. After a crash the group may get up to ``commit_interval`` of handled
+    messages again, so handlers must be idempotent.
 
     Args:
         settings: where Kafka is and how to authenticate.
@@ -44,6 +58,7 @@ class KafkaSubscription(Subscription):
         handler: called with each message on this subscription's thread.
         group: the consumer group id.
         close_timeout: how long ``close()`` waits for a running handler.
+        commit_interval: seconds between two commits of the stored offsets.
         dead_letter: where to copy messages whose handler raised (optional).
         extra: more librdkafka properties (tests, tuning).
     """
@@ -56,6 +71,7 @@ class KafkaSubscription(Subscription):
         *,
         group: str,
         close_timeout: float = 10.0,
+        commit_interval: float = DEFAULT_COMMIT_INTERVAL,
         dead_letter: DeadLetter | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
@@ -66,11 +82,15 @@ class KafkaSubscription(Subscription):
         self._dead_letter = dead_letter
         self._close_timeout = close_timeout
         self._reporter = ErrorReporter(f"consumer of group {group}", self.where)
+        self._commit_failing = False
         self._consumer = Consumer(
             {
                 **settings.client_config(),
                 "group.id": group,
-                "enable.auto.commit": False,
+                # Only offsets stored after handling are committed, in the background
+                # and when partitions are revoked or the consumer closes.
+                "enable.auto.commit": True,
+                "auto.commit.interval.ms": max(1, round(commit_interval * 1000)),
                 "enable.auto.offset.store": False,
                 # Only used when a committed offset is no longer retained (or the
                 # committed offsets cannot be read): replay rather than lose.
@@ -82,6 +102,7 @@ class KafkaSubscription(Subscription):
                 "reconnect.backoff.max.ms": 2_000,
                 "log.connection.close": False,
                 "error_cb": self._reporter,
+                "on_commit": self._on_commit,
                 "logger": LIBRDKAFKA_LOGGER,
                 **(extra or {}),
             }
@@ -130,9 +151,9 @@ class KafkaSubscription(Subscription):
     def close(self) -> None:
         """Stop after the message being handled, then leave the group.
 
-        A handler still busy after ``close_timeout`` seconds is left running: the
-        consumer is closed anyway and that message stays uncommitted, so the group
-        gets it again.
+        The offsets stored so far are committed as the consumer leaves. A handler still
+        busy after ``close_timeout`` seconds is left running: the consumer is closed
+        anyway and that message stays uncommitted, so the group gets it again.
         """
         self._stop.set()
         if threading.current_thread() is self._thread:
@@ -187,9 +208,10 @@ class KafkaSubscription(Subscription):
             )
             if self._dead_letter is not None:
                 self._dead_letter(bus_msg, self.group, f"{type(exc).__name__}: {exc}")
-        self._commit(msg, bus_msg.where())
+        self._store(msg, bus_msg.where())
 
-    def _commit(self, msg: Message, where: str) -> None:
+    def _store(self, msg: Message, where: str) -> None:
+        """Mark ``msg`` handled: librdkafka commits it with the next batch."""
         with self._lock:
             if self._consumer_closed:
                 logger.warning(
@@ -200,11 +222,11 @@ class KafkaSubscription(Subscription):
                 )
                 return
             try:
-                self._consumer.commit(message=msg, asynchronous=False)
-            except KafkaException as exc:
+                self._consumer.store_offsets(message=msg)
+            except KafkaException as exc:  # e.g. its partition was revoked meanwhile
                 logger.warning(
-                    "Kafka consumer of group %s could not commit %s (%s); it may be "
-                    "delivered again",
+                    "Kafka consumer of group %s could not store the offset of %s (%s); "
+                    "it may be delivered again",
                     self.group,
                     where,
                     exc.args[0],
@@ -232,7 +254,7 @@ class KafkaSubscription(Subscription):
                 return
             try:
                 self._consumer.seek(after)
-                self._consumer.commit(offsets=[after], asynchronous=False)
+                self._consumer.store_offsets(offsets=[after])  # committed with the batch
             except KafkaException as exc:
                 logger.warning("could not skip %s[%d]@%d: %s", topic, partition, offset, exc)
 
@@ -258,7 +280,25 @@ class KafkaSubscription(Subscription):
             except Exception as exc:
                 logger.debug("closing the Kafka consumer of group %s: %s", self.group, exc)
 
-    # -- rebalance callbacks (run inside poll, on the consumer thread) ----------------
+    # -- callbacks (run inside poll or close, with the lock held) ----------------------
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """Log a failing commit once until one succeeds (they repeat every interval)."""
+        failed = err if err is not None else next((p.error for p in partitions if p.error), None)
+        if failed is None:
+            if self._commit_failing:
+                self._commit_failing = False
+                logger.info("Kafka consumer of group %s: commits succeed again", self.group)
+            return
+        if failed.code() == KafkaError._NO_OFFSET or self._commit_failing:
+            return
+        self._commit_failing = True
+        logger.warning(
+            "Kafka consumer of group %s could not commit its offsets (%s); handled "
+            "messages may be delivered again",
+            self.group,
+            failed.str(),
+        )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
@@ -281,6 +321,9 @@ class KafkaSubscription(Subscription):
         self._assigned.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # librdkafka commits the stored offsets of these partitions as it unassigns
+        # them, right after this returns (enable.auto.commit), and waits for that
+        # commit before rejoining: the next owner resumes after what was handled.
         logger.debug("Kafka group %s: %d partition(s) revoked", self.group, len(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -293,7 +336,11 @@ class KafkaSubscription(Subscription):
 
 
 def _start_positions(consumer: Consumer, partitions: list[TopicPartition]) -> list[TopicPartition]:
-    """Committed offsets; partitions without one start (and are committed) at the end."""
+    """Committed offsets; partitions without one start (and are committed) at the end.
+
+    That commit is explicit and synchronous: the start must be durable before
+    ``subscribe`` returns, not whenever the next background commit happens.
+    """
     if not partitions:
         return partitions
     committed = consumer.committed(partitions, timeout=_OFFSET_TIMEOUT)

@@ -2,10 +2,14 @@
 
 Tasks live in one collection (``tasks`` of database ``skalds`` by default) in the
 layout earlier Skalds versions wrote, so existing data and scripts that read
-``db.tasks`` directly keep working. A status change is one ``find_one_and_update``
-whose filter holds the expected statuses: MongoDB applies it atomically, so of many
-writers expecting the same status exactly one wins. Servers that do not apply it
-atomically (FerretDB 1.x) get a per-task write lock around it (see ``_locks``).
+``db.tasks`` directly keep working; new documents also carry the task id as their
+``_id``, the only field FerretDB 1.x finds without reading the whole collection
+(older documents, with an ObjectId ``_id``, are still found by ``id``).
+
+A status change is one ``find_one_and_update`` whose filter holds the expected
+statuses: MongoDB applies it atomically, so of many writers expecting the same
+status exactly one wins. Servers that do not apply it atomically (FerretDB 1.x) get
+a per-task write lock, under which the store reads, compares and writes by ``_id``.
 """
 
 from __future__ import annotations
@@ -161,7 +165,12 @@ class MongoStore(Store):
     # -- the Store port -------------------------------------------------------------
 
     def create_task(self, task: Task) -> Task:
-        doc = task.to_document()
+        """Insert a new task, its id as the document's ``_id`` (see ``_find``).
+
+        Raises:
+            TaskExistsError: a task with this id exists (also an older document).
+        """
+        doc = {"_id": task.id, **task.to_document()}
         self.ensure_indexes()
         with mongo_errors(self._address):
             try:
@@ -176,10 +185,10 @@ class MongoStore(Store):
         Raises:
             TaskDocumentError: the stored document does not validate.
         """
-        flt = {"id": literal(task_id, "task_id")}
+        key = literal(task_id, "task_id")
         self.ensure_indexes()
         with mongo_errors(self._address):
-            doc = self._tasks.find_one(flt)
+            doc = self._find(key)
         return None if doc is None else task_from_document(doc)
 
     def list_tasks(self, query: TaskQuery | None = None) -> list[Task]:
@@ -214,6 +223,28 @@ class MongoStore(Store):
         with mongo_errors(self._address):
             return self._tasks.count_documents(flt)
 
+    def count_by_status(self, query: TaskQuery | None = None) -> dict[TaskLifecycleStatus, int]:
+        """Return how many documents match per status, in one aggregation (paging ignored).
+
+        One pass over the collection instead of one per status: FerretDB 1.x reads
+        every document for any filter but ``_id``. A document whose status is not a
+        known one is counted under none, as :meth:`count_tasks` does.
+        """
+        q = query or TaskQuery()
+        flt = query_filter(TaskQuery(q.statuses, q.executor, q.class_name, q.id_prefix))
+        pipeline: list[_Doc] = [{"$match": flt}] if flt else []
+        pipeline.append({"$group": {"_id": "$lifecycleStatus", "n": {"$sum": 1}}})
+        self.ensure_indexes()
+        with mongo_errors(self._address):
+            rows = list(self._tasks.aggregate(pipeline))
+        counts = dict.fromkeys(TaskLifecycleStatus, 0)
+        known = {status.value: status for status in TaskLifecycleStatus}
+        for row in rows:
+            status = known.get(row["_id"]) if isinstance(row["_id"], str) else None
+            if status is not None:
+                counts[status] += int(row["n"])
+        return counts
+
     def update_task(
         self,
         task_id: str,
@@ -229,27 +260,30 @@ class MongoStore(Store):
             TaskDocumentError: the updated document does not validate (it was
                 stored wrong before; the change itself was written).
         """
-        flt: _Doc = {"id": literal(task_id, "task_id")}
+        key = literal(task_id, "task_id")
         fields = storage_changes(task_id, changes)
+        wanted = None
         if expected_status is not None:
-            wanted = sorted({TaskLifecycleStatus(s).value for s in expected_status})
-            flt["lifecycleStatus"] = {"$in": wanted}
+            wanted = {TaskLifecycleStatus(s).value for s in expected_status}
         update: _Doc = {"$max": {"updateDateTime": now_ms()}}
         if fields:
             update["$set"] = fields
         self.ensure_indexes()
         with mongo_errors(self._address), self._write_lock(task_id):
-            doc = self._tasks.find_one_and_update(flt, update, return_document=ReturnDocument.AFTER)
-            missing = doc is None and self._tasks.find_one({"id": task_id}, {"_id": 1}) is None
-        if missing:
+            if self._locks is None:
+                found, doc = self._compare_and_set(key, wanted, update)
+            else:
+                found, doc = self._update_locked(key, wanted, update)
+        if not found:
             raise TaskNotFoundError(task_id)
         return None if doc is None else task_from_document(doc)
 
     def delete_task(self, task_id: str) -> bool:
-        flt = {"id": literal(task_id, "task_id")}
+        key = literal(task_id, "task_id")
         self.ensure_indexes()
         with mongo_errors(self._address):
-            return self._tasks.delete_one(flt).deleted_count > 0
+            doc = self._find(key, {"_id": 1})
+            return doc is not None and self._tasks.delete_one({"_id": doc["_id"]}).deleted_count > 0
 
     def ping(self) -> bool:
         """Return whether the server answers now (never raises)."""
@@ -264,6 +298,64 @@ class MongoStore(Store):
         self._client.close()
 
     # -- helpers ----------------------------------------------------------------------
+
+    def _find(self, task_id: str, projection: Mapping[str, int] | None = None) -> _Doc | None:
+        """Return the task's document (``projection`` of it): by ``_id``, else by ``id``.
+
+        FerretDB 1.x (SQLite) pushes only a filter of exactly ``{_id: ...}`` down to
+        SQLite (still a table scan there, but no document is decoded); any other
+        filter decodes the whole collection, about 15 times slower. Tasks are
+        therefore stored with ``_id`` = task id. Documents written before (by
+        earlier Skalds versions, or by scripts inserting into ``db.tasks`` with an
+        ObjectId ``_id``) are only found by their ``id`` field, so that slow lookup
+        is made when the ``_id`` lookup finds nothing. A document whose ``_id``
+        happens to equal the id but whose ``id`` differs is not this task.
+        """
+        wanted = None if projection is None else {**projection, "id": 1}
+        doc = self._tasks.find_one({"_id": task_id}, wanted)
+        if doc is not None and doc.get("id") == task_id:
+            return doc
+        return self._tasks.find_one({"id": task_id}, wanted)
+
+    def _compare_and_set(
+        self, task_id: str, wanted: set[str] | None, update: _Doc
+    ) -> tuple[bool, _Doc | None]:
+        """Update atomically on the server; return (task found, updated document).
+
+        The status is part of the filter, so the server decides the compare-and-set.
+        An older document (see ``_find``) is tried only when no document has the
+        task id as ``_id``; on a miss, a read tells "not found" from "status differs".
+        """
+        status: _Doc = {} if wanted is None else {"lifecycleStatus": {"$in": sorted(wanted)}}
+        for flt in ({"_id": task_id, "id": task_id}, {"id": task_id}):
+            doc = self._tasks.find_one_and_update(
+                {**flt, **status}, update, return_document=ReturnDocument.AFTER
+            )
+            if doc is not None:
+                return True, doc
+            if self._tasks.find_one(flt, {"_id": 1}) is not None:
+                return True, None
+        return False, None
+
+    def _update_locked(
+        self, task_id: str, wanted: set[str] | None, update: _Doc
+    ) -> tuple[bool, _Doc | None]:
+        """Read, compare, write, under the task's write lock; return (found, document).
+
+        The lock makes read-then-write a compare-and-set (the server's own update is
+        read-then-write anyway, see ``_locks``). Reading and writing by ``_id`` alone
+        keeps both out of FerretDB's full-collection scan.
+        """
+        current = self._find(task_id, {"lifecycleStatus": 1})
+        if current is None:
+            return False, None
+        if wanted is not None and current.get("lifecycleStatus") not in wanted:
+            return True, None
+        doc = self._tasks.find_one_and_update(
+            {"_id": current["_id"]}, update, return_document=ReturnDocument.AFTER
+        )
+        # None: deleted between the read and the write (deletes take no lock).
+        return doc is not None, doc
 
     @contextlib.contextmanager
     def _write_lock(self, task_id: str) -> Iterator[None]:

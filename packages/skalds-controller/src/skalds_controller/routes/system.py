@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from skalds.__about__ import __version__
 from skalds.model.task import ACTIVE_STATUSES
@@ -12,10 +13,12 @@ from skalds.plugins import redact_url
 from skalds.utils.time import now_ms
 from skalds_controller.api_summary import nodes_by_mode, recent_failures, tasks_by_status
 from skalds_controller.deps import Context, get_context
+from skalds_controller.dispatcher import Dispatcher
+from skalds_controller.errors import ApiError
 from skalds_controller.live_events import live_events_of
 from skalds_controller.live_metrics import metrics_of
 from skalds_controller.nodes import NodeInfo
-from skalds_controller.settings import ControllerMode
+from skalds_controller.settings import ControllerMode, DispatchStrategy
 
 router = APIRouter(tags=["system"])
 Ctx = Annotated[Context, Depends(get_context)]
@@ -120,3 +123,57 @@ def system_metrics(request: Request, ctx: Ctx) -> dict[str, Any]:
         "tasks": tasks_by_status(ctx.backends.store),
         "nodes": {"online": online, "offline": len(nodes) - online},
     }
+
+
+class StrategyChange(BaseModel):
+    """Body of ``PUT /api/system/dispatcher/strategy``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: DispatchStrategy
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+def _dispatcher(ctx: Context) -> Dispatcher:
+    """This process's dispatcher, or 409 when its mode runs none."""
+    dispatcher = ctx.background.dispatcher if ctx.background else None
+    if dispatcher is None:
+        raise ApiError(
+            409,
+            "CONFLICT",
+            f"this controller runs no dispatcher (mode {ctx.settings.mode.value}); "
+            "only a controller started with SYSTEM_CONTROLLER_MODE=DISPATCHER has one",
+            {"mode": ctx.settings.mode.value},
+        )
+    return dispatcher
+
+
+@router.get("/api/system/dispatcher")
+def dispatcher_state(ctx: Ctx) -> dict[str, Any]:
+    """This controller's dispatcher: strategy, whether it leads, what it has done.
+
+    ``leading`` says whether this process holds the dispatcher lease (only the leader
+    places tasks); ``leaseHolder`` names the controller that does. 409 when this
+    controller's mode runs no dispatcher.
+    """
+    return _dispatcher(ctx).describe()
+
+
+@router.put("/api/system/dispatcher/strategy")
+def set_dispatcher_strategy(ctx: Ctx, body: StrategyChange) -> dict[str, Any]:
+    """Switch how this controller's dispatcher picks a node, from its next pass on.
+
+    The switch is per controller process and not persisted: other controllers keep
+    their own strategy, and a restart goes back to ``DISPATCHER_STRATEGY``. Only the
+    controller holding the dispatcher lease (``leading`` in the answer) places tasks,
+    so with several controllers switch each of them (or set ``DISPATCHER_STRATEGY``).
+    An unknown strategy is 422 with the valid ones; 409 when this controller's mode
+    runs no dispatcher.
+    """
+    dispatcher = _dispatcher(ctx)
+    dispatcher.set_strategy(body.strategy)
+    return dispatcher.describe()

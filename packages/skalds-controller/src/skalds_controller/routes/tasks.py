@@ -81,7 +81,8 @@ def update_attachments(
     """Store new attachments (validated), then send them to the running worker.
 
     ``updateReceived`` says whether the worker applied them within a few seconds
-    (its node answers ``UpdateApplied``/``UpdateFailed``); ``updateError`` says why not.
+    (its node answers ``UpdateApplied``/``UpdateFailed``); ``updateError`` says why not,
+    with the worker's own reason when it refused them (e.g. its update handler raised).
     """
     hub = live_events_of(request.app)
     with hub.expect_update(task_id) as waiter:
@@ -91,8 +92,9 @@ def update_attachments(
     if published and not answered:
         error = f"no answer from the worker within {UPDATE_ACK_SECONDS:g} s"
     elif answered and not waiter.applied:
+        reason = f": {waiter.reason}" if waiter.reason else ""
         error = (
-            f"the worker's update handler failed on node {waiter.node}; "
+            f"the worker's update handler failed on node {waiter.node}{reason}; "
             f"see GET /api/tasks/{task_id}/logs"
         )
     return {

@@ -14,7 +14,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from skalds.cli._node import add_worker_options, import_worker, node_overrides
+from skalds.cli._node import (
+    add_resources_option,
+    add_worker_options,
+    import_worker,
+    node_overrides,
+)
 from skalds.errors import ConfigError, MissingExtraError, SkaldsError
 from skalds.utils.logging import configure_logging
 
@@ -98,6 +103,7 @@ def add_controller_commands(sub: Any) -> None:
     )
     add_controller_arguments(up, log_level=False)
     add_worker_options(up)
+    add_resources_option(up)
     _service_options(up)
     up.add_argument(
         "--no-log-files",

@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from skalds.config.skald_config import SkaldConfig
+from skalds.config.skald_config import SkaldConfig, parse_resources
 from skalds.errors import SkaldsError
 from skalds.utils.logging import configure_logging, logger
 
-__all__ = ["add_node_commands", "add_worker_options", "import_worker"]
+__all__ = ["add_node_commands", "add_resources_option", "add_worker_options", "import_worker"]
 
 _MODES = {"edge": "edge", "node": "node", "single": "single_process", "workers": "node"}
 
@@ -66,6 +66,24 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default: LOG_LEVEL)")
 
 
+def _resources(text: str) -> dict[str, float]:
+    try:
+        return parse_resources(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_resources_option(parser: argparse.ArgumentParser) -> None:
+    """``--resources gpu=1,ram_gb=64``: what the node offers to tasks that ask for resources."""
+    parser.add_argument(
+        "--resources",
+        type=_resources,
+        metavar="NAME=AMOUNT,...",
+        help="resources this node offers to tasks that ask for them, e.g. gpu=1,ram_gb=64 "
+        "(default: SKALD_RESOURCES or none)",
+    )
+
+
 def add_node_commands(sub: Any) -> None:
     """Add ``edge``, ``node``, ``single`` and ``workers`` to the ``skalds`` subparsers."""
     edge = sub.add_parser(
@@ -86,6 +104,7 @@ def add_node_commands(sub: Any) -> None:
         "executor is this node.",
     )
     add_worker_options(node)
+    add_resources_option(node)
 
     single = sub.add_parser(
         "single",
@@ -118,6 +137,8 @@ def node_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["log_level"] = args.log_level
     if args.no_entry_points:
         overrides["load_entry_points"] = False
+    if getattr(args, "resources", None) is not None:
+        overrides["resources"] = args.resources
     return overrides
 
 

@@ -9,17 +9,60 @@ under its upper-case name (``SKALD_MODE``, ``SKALD_ID``, ``YAML_FILE``,
 
 from __future__ import annotations
 
+import json
+import math
 import uuid
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["SkaldConfig", "SkaldMode"]
+__all__ = ["SkaldConfig", "SkaldMode", "parse_resources"]
 
 SkaldMode = Literal["edge", "node", "single_process"]
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+_RESOURCES_EXAMPLE = 'e.g. gpu=2,ram_gb=64 or {"gpu": 2}'
+
+
+def parse_resources(value: Any) -> dict[str, float]:
+    """Resources a node offers, from ``gpu=2,ram_gb=64``, JSON or a mapping.
+
+    Raises:
+        ValueError: not that form, a name that is empty or has spaces, or an amount
+            that is not a finite number >= 0 (the message says which).
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"resources {text!r}: not valid JSON ({exc})") from None
+        else:
+            value = dict(_resource_pair(part) for part in text.split(",") if part.strip())
+    if not isinstance(value, dict):
+        raise ValueError(f"resources must be NAME=AMOUNT pairs, {_RESOURCES_EXAMPLE}")
+    resources: dict[str, float] = {}
+    for name, amount in value.items():
+        key = str(name).strip()
+        if not key or any(c.isspace() for c in key):
+            raise ValueError(f"resource name {name!r} must be non-empty, without spaces")
+        try:
+            number = float(amount)
+        except (TypeError, ValueError):
+            raise ValueError(f"resource {key}: amount {amount!r} is not a number") from None
+        if isinstance(amount, bool) or not math.isfinite(number) or number < 0:
+            raise ValueError(f"resource {key}: amount {amount!r} must be a number >= 0")
+        resources[key] = number
+    return resources
+
+
+def _resource_pair(part: str) -> tuple[str, str]:
+    name, sep, amount = part.partition("=")
+    if not sep:
+        raise ValueError(f"resources: {part.strip()!r} is not NAME=AMOUNT, {_RESOURCES_EXAMPLE}")
+    return name.strip(), amount.strip()
 
 
 def _url_field(env: str, description: str) -> str | None:
@@ -92,6 +135,12 @@ class SkaldConfig(BaseSettings):
     task_ttl_seconds: float = Field(default=10.0, gt=0)
     reconcile_interval: float = Field(default=30.0, gt=0)
     load_entry_points: bool = True
+    resources: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("SKALD_RESOURCES", "skald_resources", "resources"),
+        description="what this node offers to tasks that ask for resources "
+        "(SKALD_RESOURCES=gpu=2,ram_gb=64 or JSON); none when unset",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -100,6 +149,11 @@ class SkaldConfig(BaseSettings):
         if level not in _LOG_LEVELS:
             raise ValueError(f"log_level must be one of {sorted(_LOG_LEVELS)}, not {value!r}")
         return level
+
+    @field_validator("resources", mode="before")
+    @classmethod
+    def _parse_resources(cls, value: Any) -> dict[str, float]:
+        return parse_resources(value)
 
     @field_validator("skald_id")
     @classmethod

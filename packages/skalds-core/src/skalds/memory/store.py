@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -14,6 +14,11 @@ from skalds.ports.store import Store, TaskQuery
 from skalds.utils.time import now_ms
 
 __all__ = ["MemoryStore", "matches", "sort_key"]
+
+_Doc = dict[str, Any]
+
+# Python field name -> storage name (``lifecycle_status`` -> ``lifecycleStatus``).
+_STORAGE_NAMES = {name: field.alias or name for name, field in Task.model_fields.items()}
 
 
 def matches(doc: Mapping[str, Any], query: TaskQuery) -> bool:
@@ -33,20 +38,46 @@ def sort_key(doc: Mapping[str, Any]) -> tuple[int, int, str]:
     return (-int(doc.get("priority") or 0), int(doc.get("createDateTime") or 0), str(doc["id"]))
 
 
-def apply_changes(doc: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``doc`` with ``changes`` (Python field names) applied in storage form."""
-    current = Task.model_validate(doc)
-    updated = current.model_copy(update=dict(changes))
-    new_doc = Task.model_validate(updated.model_dump(by_alias=True)).to_document()
+def apply_changes(doc: Mapping[str, Any], changes: Mapping[str, Any]) -> _Doc:
+    """Return ``doc`` with ``changes`` (Python field names) applied in storage form.
+
+    The whole merged document is validated once (not only the changed fields), so a
+    rule spanning several fields still holds. Keys that are not Python field names
+    are ignored, as they always were here.
+
+    Raises:
+        ValueError: a value the Task model refuses, or a change of the id.
+    """
+    merged = dict(doc)
+    for key, value in changes.items():
+        name = _STORAGE_NAMES.get(key)
+        if name is not None:
+            merged[name] = value
+    if merged.get("id") != doc.get("id"):
+        raise ValueError(f"task {doc.get('id')!r}: the id of a task cannot change")
+    new_doc = Task.model_validate(merged).to_document()
     new_doc["updateDateTime"] = max(now_ms(), int(doc.get("updateDateTime") or 0))
     return new_doc
 
 
+def _statuses_of(query: TaskQuery) -> frozenset[str] | None:
+    if query.statuses is None:
+        return None
+    return frozenset(TaskLifecycleStatus(s).value for s in query.statuses)
+
+
 class MemoryStore(Store):
-    """Task documents in a dict, in their storage (camelCase JSON) form."""
+    """Task documents in a dict, in their storage (camelCase JSON) form.
+
+    A second index by status lets status queries (the dispatcher asks for the active
+    tasks on every pass) touch only the matching tasks, however many finished ones
+    the store keeps. Both indexes hold the same document objects, which are replaced
+    on every change, never changed in place.
+    """
 
     def __init__(self) -> None:
-        self._docs: dict[str, dict[str, Any]] = {}
+        self._docs: dict[str, _Doc] = {}
+        self._by_status: dict[str, dict[str, _Doc]] = {s.value: {} for s in TaskLifecycleStatus}
         self._lock = threading.Lock()
 
     def create_task(self, task: Task) -> Task:
@@ -54,7 +85,7 @@ class MemoryStore(Store):
         with self._lock:
             if task.id in self._docs:
                 raise TaskExistsError(task.id)
-            self._docs[task.id] = doc
+            self._put(task.id, doc)
         return Task.model_validate(copy.deepcopy(doc))
 
     def get_task(self, task_id: str) -> Task | None:
@@ -65,15 +96,38 @@ class MemoryStore(Store):
 
     def list_tasks(self, query: TaskQuery | None = None) -> list[Task]:
         q = query or TaskQuery()
-        if q.statuses is not None:  # normalise once, not per document
-            q = replace(q, statuses=frozenset(TaskLifecycleStatus(s) for s in q.statuses))
         end = None if q.limit is None else q.offset + q.limit
         with self._lock:
-            # Stored documents are replaced, never changed in place, so sorting the
-            # references is safe; only the requested page is copied.
-            docs = sorted((d for d in self._docs.values() if matches(d, q)), key=sort_key)
+            docs = sorted(self._matching(q), key=sort_key)
+            # Only the requested page is copied (the others are only references).
             page = [copy.deepcopy(d) for d in docs[q.offset : end]]
         return [Task.model_validate(d) for d in page]
+
+    def count_tasks(self, query: TaskQuery | None = None) -> int:
+        """Return how many tasks match (paging ignored), without copying any."""
+        q = query or TaskQuery()
+        statuses = _statuses_of(q)
+        with self._lock:
+            if _narrows(q):
+                return sum(1 for _ in self._matching(q))
+            if statuses is None:
+                return len(self._docs)
+            return sum(len(self._by_status.get(s, ())) for s in statuses)
+
+    def count_by_status(self, query: TaskQuery | None = None) -> dict[TaskLifecycleStatus, int]:
+        """Return how many tasks match per status, in one pass (paging ignored)."""
+        q = query or TaskQuery()
+        wanted = _statuses_of(q)
+        counts = dict.fromkeys(TaskLifecycleStatus, 0)
+        with self._lock:
+            if not _narrows(q):
+                for status in counts:
+                    if wanted is None or status.value in wanted:
+                        counts[status] = len(self._by_status.get(status.value, ()))
+                return counts
+            for doc in self._matching(q):
+                counts[TaskLifecycleStatus(doc["lifecycleStatus"])] += 1
+        return counts
 
     def update_task(
         self,
@@ -91,9 +145,40 @@ class MemoryStore(Store):
                 if doc.get("lifecycleStatus") not in allowed:
                     return None
             new_doc = apply_changes(doc, changes)
-            self._docs[task_id] = new_doc
+            self._drop(task_id)
+            self._put(task_id, new_doc)
             return Task.model_validate(copy.deepcopy(new_doc))
 
     def delete_task(self, task_id: str) -> bool:
         with self._lock:
-            return self._docs.pop(task_id, None) is not None
+            return self._drop(task_id)
+
+    # -- the indexes (callers hold the lock) -------------------------------------------
+
+    def _put(self, task_id: str, doc: _Doc) -> None:
+        self._docs[task_id] = doc
+        self._by_status.setdefault(doc["lifecycleStatus"], {})[task_id] = doc
+
+    def _drop(self, task_id: str) -> bool:
+        doc = self._docs.pop(task_id, None)
+        if doc is None:
+            return False
+        self._by_status.get(doc["lifecycleStatus"], {}).pop(task_id, None)
+        return True
+
+    def _matching(self, query: TaskQuery) -> Iterable[_Doc]:
+        """Yield the stored documents matching ``query``, touching only its statuses."""
+        statuses = _statuses_of(query)
+        if statuses is None:
+            candidates: Iterable[_Doc] = self._docs.values()
+        else:
+            candidates = (doc for s in statuses for doc in self._by_status.get(s, {}).values())
+        if not _narrows(query):
+            return candidates
+        rest = replace(query, statuses=None)
+        return (doc for doc in candidates if matches(doc, rest))
+
+
+def _narrows(query: TaskQuery) -> bool:
+    """Return whether ``query`` filters by more than the status."""
+    return query.executor is not None or query.class_name is not None or bool(query.id_prefix)

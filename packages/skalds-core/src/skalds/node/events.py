@@ -8,8 +8,8 @@ Malformed events are logged with topic/partition/offset and skipped.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from skalds.errors import SkaldsError
 from skalds.model.event import TaskEvent
 from skalds.model.task import TaskLifecycleStatus
+from skalds.node.lanes import LaneExecutor
 from skalds.ports.event_bus import BusMessage, Topic
 from skalds.utils.logging import logger
 
@@ -33,6 +34,8 @@ NODE_TOPICS = (
     Topic.TASK_PAUSE.value,
     Topic.TASK_RESUME.value,
 )
+_MAX_IN_FLIGHT = 256
+"""Events handed to the lanes and not done yet; past this the bus waits (back-pressure)."""
 _HANDLE_TIMEOUT = 60.0
 
 
@@ -50,11 +53,20 @@ def parse_task_event(msg: BusMessage) -> TaskEvent | None:
 
 
 class NodeEventHandler:
-    """The bus handler of one node; work runs on the node's serial executor."""
+    """The bus handler of one node; the work runs on the node's lanes, by task.
 
-    def __init__(self, skald: Skald, executor: Executor) -> None:
+    It hands each task's work to that task's lane and returns without waiting, so
+    one slow start (a store round trip, a fork) does not hold up the others and
+    the bus keeps flowing; at most ``_MAX_IN_FLIGHT`` are queued before it waits.
+    The message may thus be committed before its work is done: a node that dies
+    meanwhile finds that work in the store when it starts again (its reconcile),
+    as with any lost event.
+    """
+
+    def __init__(self, skald: Skald, executor: LaneExecutor) -> None:
         self.skald = skald
         self.executor = executor
+        self._in_flight = threading.BoundedSemaphore(_MAX_IN_FLIGHT)
         self._by_topic: dict[str, Callable[[str], object]] = {
             Topic.TASK_ASSIGN.value: self._assign,
             Topic.TASK_CANCEL.value: skald.cancel_task,
@@ -72,18 +84,23 @@ class NodeEventHandler:
             return
         if msg.topic == Topic.TASK_ASSIGN.value and self.skald.config.skald_mode != "node":
             return
-        future = self.executor.submit(self._each, action, event, msg)
-        future.result(timeout=_HANDLE_TIMEOUT)  # commit only once handled
+        for task_id in event.task_ids:
+            if not self._in_flight.acquire(timeout=_HANDLE_TIMEOUT):
+                raise TimeoutError(
+                    f"node {self.skald.skald_id}: {_MAX_IN_FLIGHT} events still being "
+                    f"handled after {_HANDLE_TIMEOUT:g} s"
+                )
+            future = self.executor.submit_for(task_id, self._one, action, task_id, msg)
+            future.add_done_callback(lambda _: self._in_flight.release())
 
     @staticmethod
-    def _each(action: Callable[[str], object], event: TaskEvent, msg: BusMessage) -> None:
-        for task_id in event.task_ids:
-            try:
-                action(task_id)
-            except SkaldsError as exc:
-                logger.warning("event at %s for task %s: %s", msg.where(), task_id, exc)
-            except Exception:
-                logger.exception("event at %s for task %s failed", msg.where(), task_id)
+    def _one(action: Callable[[str], object], task_id: str, msg: BusMessage) -> None:
+        try:
+            action(task_id)
+        except SkaldsError as exc:
+            logger.warning("event at %s for task %s: %s", msg.where(), task_id, exc)
+        except Exception:
+            logger.exception("event at %s for task %s failed", msg.where(), task_id)
 
     def _assign(self, task_id: str) -> None:
         task = self.skald.store.get_task(task_id)

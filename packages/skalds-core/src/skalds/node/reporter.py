@@ -101,6 +101,7 @@ class NodeReporter:
                 "memoryAvailable": mem.available,
                 "nodeRss": self._process.memory_info().rss,
             },
+            "resources": dict(cfg.resources),
             "workers": self._workers,
             "tasks": [
                 {

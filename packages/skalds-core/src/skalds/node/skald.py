@@ -16,7 +16,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -27,6 +26,7 @@ from skalds.errors import BackendUnavailableError, ConfigError, SkaldsError
 from skalds.model.task import ACTIVE_STATUSES, TaskLifecycleStatus
 from skalds.node.edge import EdgeRunner
 from skalds.node.events import NODE_TOPICS, NodeEventHandler
+from skalds.node.lanes import DEFAULT_LANES, LaneExecutor
 from skalds.node.reporter import NodeReporter
 from skalds.node.single import run_single_process
 from skalds.node.supervisor import TaskSupervisor
@@ -62,7 +62,7 @@ class Skald:
         self.registry = WorkerRegistry()
         self._backends = backends
         self._supervisor: TaskSupervisor | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: LaneExecutor | None = None
         self._reporter: NodeReporter | None = None
         self._edge: EdgeRunner | None = None
         self._subscription: Subscription | None = None
@@ -208,7 +208,7 @@ class Skald:
             raise ConfigError("edge mode needs yaml_file (YAML_FILE): the workers to run")
         self._load_plugin_workers()
         backends = self._connect()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"skalds-node-{cfg.skald_id}")
+        self._executor = LaneExecutor(DEFAULT_LANES, name=f"skalds-node-{cfg.skald_id}")
         supervisor = TaskSupervisor(cfg, self.registry, backends, self._executor, self.pm.hook)
         runtime = self.pm.hook.skalds_make_worker_runtime(
             url=cfg.runtime_url, config=cfg, registry=self.registry, listener=supervisor

@@ -4,8 +4,9 @@
 runtime's reports (it is the runtime's :class:`~skalds.ports.runtime.WorkerListener`)
 and writes the outcome to the store (compare-and-set), the cache (seed keys) and the
 ``taskworker.update`` topic. Reports arrive on the runtime's thread and are handed to
-the node's serial executor, so store writes never hold up the supervisor loop and
-happen in order with assignments and reconciles.
+the node's lanes (:mod:`skalds.node.lanes`), so store writes never hold up the
+supervisor loop, happen in order with everything else about the same task, and
+several tasks' writes overlap.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Collection
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from skalds.errors import (
 from skalds.model.event import TaskEvent
 from skalds.model.task import ACTIVE_STATUSES, Task, TaskLifecycleStatus
 from skalds.node import keys
+from skalds.node.lanes import LaneExecutor
 from skalds.plugins import Backends
 from skalds.ports.cache import CacheOp, Delete, Set
 from skalds.ports.event_bus import Topic
@@ -76,7 +77,7 @@ class TaskSupervisor:
         config: SkaldConfig,
         registry: WorkerRegistry,
         backends: Backends,
-        executor: Executor,
+        executor: LaneExecutor,
         hook: pluggy.HookRelay,
     ) -> None:
         self.config = config
@@ -87,6 +88,7 @@ class TaskSupervisor:
         self.hook = hook
         self.runtime: WorkerRuntime | None = None
         self.tasks: dict[str, LocalTask] = {}
+        self._starting: set[str] = set()  # holding a place while their start is under way
         self.lock = threading.RLock()
         self._ended = threading.Condition(self.lock)
         self.on_task_ended: list[Callable[[str, WorkerOutcome], None]] = []
@@ -103,10 +105,10 @@ class TaskSupervisor:
         """
         assert self.runtime is not None
         with self.lock:
-            if task.id in self.tasks:
+            if task.id in self.tasks or task.id in self._starting:
                 logger.debug("task %s already runs here; ignoring a second start", task.id)
                 return False
-            if len(self.tasks) >= self.config.max_workers:
+            if len(self.tasks) + len(self._starting) >= self.config.max_workers:
                 logger.warning(
                     "task %s not started: node %s is at max_workers=%d; it stays %s",
                     task.id,
@@ -115,6 +117,15 @@ class TaskSupervisor:
                     task.lifecycle_status.value,
                 )
                 return False
+            self._starting.add(task.id)  # starts on other lanes see this place taken
+        try:
+            return self._start(task, from_statuses)
+        finally:
+            with self.lock:
+                self._starting.discard(task.id)
+
+    def _start(self, task: Task, from_statuses: Collection[TaskLifecycleStatus]) -> bool:
+        assert self.runtime is not None
         try:
             entry = self.registry.get(task.class_name)
             data = entry.cls.validate_attachments(task.attachments_dict(), task.id)
@@ -143,6 +154,7 @@ class TaskSupervisor:
         local = LocalTask(task.id, task.class_name, attachments, task.is_persistent)
         with self.lock:
             self.tasks[task.id] = local
+            self._starting.discard(task.id)  # its place now counts in self.tasks
         log_file = None
         if self.config.log_split_with_worker_id:
             log_file = str(worker_log_path(self.config.log_path, task.id))
@@ -304,10 +316,17 @@ class TaskSupervisor:
             event.set()
         # Tell controllers the worker has the new parameters (or why not).
         title = "UpdateApplied" if error is None else "UpdateFailed"
-        self.executor.submit(self._publish_status, task_id, title, f"{task_id}:update:{seq}")
+        self.executor.submit_for(
+            task_id,
+            self._publish_status,
+            task_id,
+            title,
+            f"{task_id}:update:{seq}",
+            message=error,
+        )
 
     def worker_exited(self, task_id: str, outcome: WorkerOutcome) -> None:
-        self.executor.submit(self._record_exit, task_id, outcome)
+        self.executor.submit_for(task_id, self._record_exit, task_id, outcome)
 
     def _record_exit(self, task_id: str, outcome: WorkerOutcome) -> None:
         with self.lock:
@@ -412,9 +431,13 @@ class TaskSupervisor:
             logger.exception("a skalds_task_status_changed hook raised")
         self._publish_status(task_id, status.value, f"{task_id}:{status.value}:{now_ms()}")
 
-    def _publish_status(self, task_id: str, title: str, event_id: str) -> None:
+    def _publish_status(
+        self, task_id: str, title: str, event_id: str, *, message: str | None = None
+    ) -> None:
         """Publish on ``taskworker.update``: ``title`` is a status or UpdateApplied/Failed."""
-        event = TaskEvent(task_ids=[task_id], title=title, initiator=self.skald_id, id=event_id)
+        event = TaskEvent(
+            task_ids=[task_id], title=title, initiator=self.skald_id, id=event_id, message=message
+        )
         try:
             self.backends.event_bus.publish(
                 Topic.TASKWORKER_UPDATE.value, task_id, event.model_dump_json()

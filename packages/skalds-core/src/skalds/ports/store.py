@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from skalds.model.task import Task, TaskLifecycleStatus
@@ -75,6 +75,28 @@ class Store(abc.ABC):
         q = query or TaskQuery()
         unpaged = TaskQuery(q.statuses, q.executor, q.class_name, q.id_prefix)
         return len(self.list_tasks(unpaged))
+
+    def count_by_status(self, query: TaskQuery | None = None) -> dict[TaskLifecycleStatus, int]:
+        """Return how many tasks match, per status: every status present, zeros included.
+
+        ``query.statuses`` limits the statuses counted (the others are 0); paging is
+        ignored. The default asks :meth:`count_tasks` once per status; a store that
+        can count them all in one pass over its tasks should override it.
+
+        Args:
+            query: the tasks to count; ``None`` counts them all.
+
+        Returns:
+            A count for every :class:`~skalds.model.task.TaskLifecycleStatus`.
+        """
+        q = query or TaskQuery()
+        wanted = None if q.statuses is None else {TaskLifecycleStatus(s) for s in q.statuses}
+        return {
+            status: self.count_tasks(replace(q, statuses={status}, offset=0, limit=None))
+            if wanted is None or status in wanted
+            else 0
+            for status in TaskLifecycleStatus
+        }
 
     def ping(self) -> bool:
         """Return True when the backend answers (default: always)."""
