@@ -39,7 +39,8 @@ def recent_failures(store: Store, limit: int = 10) -> list[dict[str, Any]]:
     failed = store.list_tasks(
         TaskQuery(statuses={TaskLifecycleStatus.FAILED}, limit=_FAILURE_SCAN_LIMIT)
     )
-    failed.sort(key=lambda t: t.update_date_time, reverse=True)
+    # latest first; a tie within the same millisecond goes to the task created later
+    failed.sort(key=lambda t: (t.update_date_time, t.create_date_time), reverse=True)
     return [
         {
             "id": t.id,
