@@ -64,7 +64,18 @@ class UpProcess:
         clean = {k: v for k, v in os.environ.items() if not k.startswith(_SERVICE_ENV)}
         env = {**clean, "PYTHONUNBUFFERED": "1", "SKALDS_API_TOKEN": TOKEN}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "skalds", "up", "--port", "0", "--skald-id", NODE_ID],
+            [
+                sys.executable,
+                "-m",
+                "skalds",
+                "up",
+                "--port",
+                "0",
+                "--skald-id",
+                NODE_ID,
+                "--resources",
+                "gpu=1",
+            ],
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,

@@ -220,6 +220,7 @@ def test_the_skalds_page_shows_the_node_its_classes_and_its_tasks(signed_in, api
     expect(node).to_contain_text("CameraStreamWorker")
     expect(node).to_contain_text("MultiStageJobWorker")
     expect(node).to_contain_text("Memory")
+    expect(node).to_contain_text("gpu 1")  # what it offers (--resources gpu=1)
     node.get_by_role("link", name=task_id).click()
     expect(page.get_by_role("heading", name=task_id)).to_be_visible()
 

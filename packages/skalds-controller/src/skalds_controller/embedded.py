@@ -4,10 +4,19 @@ The default is the embedded setup (in-memory event bus, cache and store, shared 
 the API and the node because they are the same instances); with Kafka/Redis/Mongo
 settings the same two parts run on the real services. The node starts first: it forks
 its fork server at start, before the web server and its threads exist.
+
+With a SQLite store (``skalds up --db PATH``, a ``sqlite:`` store URL) the tasks outlive
+the process, and so must the node's id: the node restarts the tasks the store says
+are its own (Running, Assigning... with ``executor`` = its id) through its reconcile at
+start. The id is therefore kept in the database file itself (not derived from its
+path, so a moved or renamed file keeps its tasks): the first run keeps its id there,
+later runs read it back. An id given explicitly (``--skald-id``, ``SKALD_ID``) wins and
+is kept for the runs after it. One ``skalds up`` per database file.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -21,6 +30,7 @@ from fastapi import FastAPI
 from skalds.errors import BackendUnavailableError
 from skalds.node.skald import Skald
 from skalds.plugins import Backends, make_backends, make_plugin_manager, redact_url, unreachable
+from skalds.sqlite import SqliteStore, path_of_url
 from skalds.utils.logging import configure_logging, logger
 from skalds_controller.app import create_app
 from skalds_controller.routes.dashboard import DASHBOARD_PATH
@@ -60,10 +70,12 @@ class EmbeddedSkalds:
 
         Raises:
             InsecureBindError: a non-loopback host without ``SKALDS_API_TOKEN``.
+            ConfigError: the SQLite database of a ``sqlite:`` store cannot be opened.
         """
         check_bind(settings)
         if settings.skald_mode != "node":
             settings = settings.model_copy(update={"skald_mode": "node"})
+        settings = _with_kept_node_id(settings)
         self.settings = settings
         self.workers = tuple(workers)
         self.pm = plugin_manager or make_plugin_manager(
@@ -154,8 +166,11 @@ class EmbeddedSkalds:
         """Tell the person who typed ``skalds up`` where to go and what to try."""
         s = self.settings
         urls = (s.resolved_event_bus_url(), s.resolved_cache_url(), s.resolved_store_url())
+        db_path = path_of_url(urls[2])
         if all(u.startswith("memory://") for u in urls):
             where = "embedded (in-memory backends: tasks last as long as this process)"
+        elif db_path is not None and all(u.startswith("memory://") for u in urls[:2]):
+            where = "embedded (in-memory event bus and cache; tasks kept in SQLite)"
         else:
             where = ", ".join(redact_url(u) for u in urls)
         names = self.node.registry.names() if self.node is not None else []
@@ -172,6 +187,7 @@ class EmbeddedSkalds:
         lines = [
             f"Skalds is up: controller ({s.mode.value} mode) and node {s.skald_id}",
             f"  backends   {where}",
+            *([f"  database   {os.path.abspath(db_path)}"] if db_path is not None else []),
             f"  API        {url}/api/docs",
             f"  dashboard  {url}{DASHBOARD_PATH}",
             f"  workers    {', '.join(names) or 'none installed (pass --worker module:Class)'}",
@@ -180,3 +196,24 @@ class EmbeddedSkalds:
         ]
         out = self.out or sys.stdout
         print("\n".join(lines), file=out, flush=True)
+
+
+_NODE_ID_KEY = "embedded_node_id"
+
+
+def _with_kept_node_id(settings: ControllerSettings) -> ControllerSettings:
+    """``settings`` with the node id kept in the SQLite store's file, if the store is one.
+
+    Raises:
+        ConfigError: the database cannot be opened.
+    """
+    path = path_of_url(settings.resolved_store_url())
+    if path is None:
+        return settings
+    explicit = "skald_id" in settings.model_fields_set
+    store = SqliteStore(path)
+    try:
+        node_id = store.remember(_NODE_ID_KEY, settings.skald_id, overwrite=explicit)
+    finally:
+        store.close()
+    return settings.model_copy(update={"skald_id": node_id})

@@ -286,6 +286,17 @@ class LiveEvents:
             self._task_status(task_id, title, event.initiator, event.update_date_time)
 
     def _on_command(self, task_id: str, topic: str) -> None:
+        with self._lock:
+            followed = any(
+                c.stream == "tasks" and c.task_id in (None, task_id) for c in self._clients
+            )
+        if not followed:
+            # Nobody to tell: spare the store a read per command (it is the hot path
+            # when tasks arrive by the hundred); status summaries are recounted anyway.
+            with self._lock:
+                self._last_status.pop(task_id, None)
+            self._status_dirty.set()
+            return
         task = self.backends.store.get_task(task_id)
         if task is not None:
             status = task.lifecycle_status.value

@@ -107,14 +107,27 @@ class NodeDirectory:
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
         self._seen: dict[str, NodeInfo] = {}
+        self._beats: dict[str, str] = {}  # node id → the stamp its info was read at
         self._lock = threading.Lock()
 
     def list(self) -> list[NodeInfo]:
+        """Every node seen, online or not; a node's info is re-read only when it beat.
+
+        A node writes its info with each heartbeat stamp, so an unchanged stamp means
+        an unchanged info: the dispatcher and the API call this for every task, and a
+        busy node's info (its task list) is large.
+        """
         beats = self.cache.hash_get_all(keys.SKALDS_HASH)
         modes = self.cache.hash_get_all(keys.SKALDS_MODE_HASH)
         fresh = {}
         for node_id, beat in beats.items():
-            info = _parse_info(self.cache.get(keys.skald_info(node_id)))
+            with self._lock:
+                known = self._seen.get(node_id)
+            if known is not None and known.online and self._beats.get(node_id) == beat:
+                info = known.info
+            else:
+                info = _parse_info(self.cache.get(keys.skald_info(node_id)))
+                self._beats[node_id] = beat
             mode = modes.get(node_id) or str(info.get("mode", "node"))
             fresh[node_id] = NodeInfo(node_id, mode, True, _int_or_none(beat), info)
         with self._lock:

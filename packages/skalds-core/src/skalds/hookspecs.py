@@ -53,7 +53,8 @@ def skalds_make_cache(url: str, config: SkaldConfig) -> Cache | None:
 def skalds_make_store(url: str, config: SkaldConfig) -> Store | None:
     """Build the task store for ``url``; first non-None wins.
 
-    :param url: backend URL such as ``memory://`` or ``mongodb://host:27017/``.
+    :param url: backend URL such as ``memory://``, ``sqlite:///var/skalds.db`` or
+        ``mongodb://host:27017/``.
     :param config: the node's or controller's configuration.
     :return: a :class:`~skalds.ports.store.Store`, or ``None`` for other schemes.
     """

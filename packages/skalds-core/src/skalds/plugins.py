@@ -35,7 +35,11 @@ __all__ = [
 ]
 
 PLUGINS_GROUP = "skalds.plugins"
-DEFAULT_PLUGINS: tuple[str, ...] = ("skalds.memory.plugin", "skalds.runtime.plugin")
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "skalds.memory.plugin",
+    "skalds.sqlite.plugin",
+    "skalds.runtime.plugin",
+)
 
 # Which extra provides which URL scheme, for the "pip install" hint.
 _EXTRA_FOR_SCHEME = {

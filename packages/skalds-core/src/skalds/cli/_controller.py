@@ -3,12 +3,13 @@
 Both need the controller extra; without it they say what to install. Settings come
 from the environment and ``.env`` (``SYSTEM_CONTROLLER_MODE``, ``SYSTEM_CONTROLLER_HOST``,
 ``SYSTEM_CONTROLLER_PORT``, ``DISPATCHER_STRATEGY``, ``SKALDS_API_TOKEN``, ``KAFKA_HOST``,
-``REDIS_HOST``, ``MONGO_HOST``, ``SKALDS_STORE``...); options given here win.
+``REDIS_HOST``, ``MONGO_HOST``, ``SKALDS_STORE``, ``SKALDS_DB``...); options given here win.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -76,11 +77,19 @@ def _service_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "services",
         "run on real services instead of the in-memory backends (or set "
-        "KAFKA_HOST, REDIS_HOST, MONGO_HOST / SKALDS_EVENT_BUS, SKALDS_CACHE, SKALDS_STORE)",
+        "KAFKA_HOST, REDIS_HOST, MONGO_HOST / SKALDS_EVENT_BUS, SKALDS_CACHE, SKALDS_STORE; "
+        "SKALDS_DB for --db)",
     )
     group.add_argument("--kafka", metavar="HOST:PORT", help="the event bus on Kafka")
     group.add_argument("--redis", metavar="HOST:PORT", help="the cache on Redis/Valkey")
     group.add_argument("--mongo", metavar="URL", help="the store on MongoDB (mongodb://...)")
+    group.add_argument(
+        "--db",
+        metavar="PATH",
+        help="keep the tasks in this SQLite file (created when missing) so they outlive "
+        "the process; the node keeps its id there and restarts its tasks "
+        "(default: SKALDS_DB)",
+    )
 
 
 def add_controller_commands(sub: Any) -> None:
@@ -139,7 +148,25 @@ def _service_overrides(args: argparse.Namespace) -> dict[str, Any]:
             out["cache_url"] = None
     if args.mongo:
         out["mongo_host"], out["store_url"] = args.mongo, None
+    out.update(_db_override(args))
     return out
+
+
+def _db_override(args: argparse.Namespace) -> dict[str, Any]:
+    """The SQLite store of ``--db`` or ``SKALDS_DB`` (``--mongo`` wins over the variable)."""
+    if args.db is not None:
+        if args.mongo:
+            raise ConfigError("--db and --mongo both name the store: give one of them")
+        db: str = args.db
+    else:
+        db = "" if args.mongo else os.environ.get("SKALDS_DB", "")
+        if not db:
+            return {}  # no --db, SKALDS_DB unset or empty
+    if not db.strip():
+        raise ConfigError("--db: expected the path of a SQLite file, e.g. skalds.db")
+    from skalds.sqlite import url_of_path
+
+    return {"store_url": url_of_path(db)}
 
 
 def _controller_overrides(args: argparse.Namespace) -> dict[str, Any]:

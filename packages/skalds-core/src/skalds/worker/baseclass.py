@@ -18,6 +18,7 @@ handler, so a long ``for`` loop in main sees new values on its next iteration.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import traceback
@@ -213,6 +214,7 @@ class AbstractTaskWorker(Generic[T]):
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
+        _reset_sigterm_in_forked_children()
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
 
         def restore() -> None:
@@ -272,3 +274,25 @@ class BaseTaskWorker(AbstractTaskWorker[T], Generic[T]):
     Under a node it is wired to the node's pipe (heartbeats, updates, error reports);
     standalone it runs with no services at all.
     """
+
+
+_fork_hook_installed = False
+
+
+def _reset_sigterm_in_forked_children() -> None:
+    """Give processes a worker forks (``multiprocessing`` pools...) the default SIGTERM.
+
+    They inherit the worker's handler, which would make a pool process that its pool
+    terminates raise :class:`TaskCancelled` (and print it) as if it were the task.
+    """
+    global _fork_hook_installed
+    if _fork_hook_installed:
+        return
+    _fork_hook_installed = True
+
+    def after_fork_in_child() -> None:
+        handler = signal.getsignal(signal.SIGTERM)
+        if isinstance(getattr(handler, "__self__", None), AbstractTaskWorker):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    os.register_at_fork(after_in_child=after_fork_in_child)

@@ -3,7 +3,7 @@
 import { ago, bytes, chip, fill, h, link, taskHref } from "../dom.js";
 import { watchNodes } from "../live.js";
 
-function capacityRows(c) {
+function capacityRows(c, resources) {
   const rows = [["Workers", c.maxWorkers != null ? `${c.running ?? 0} of ${c.maxWorkers} (${c.free ?? 0} free)` : "—"]];
   if (c.cpuPercent != null) rows.push(["CPU", `${Math.round(c.cpuPercent)} % of ${c.cpuCount ?? "?"} cores`]);
   if (c.memoryTotal != null) {
@@ -13,6 +13,9 @@ function capacityRows(c) {
   if (c.nodeRss != null) rows.push(["Node process", bytes(c.nodeRss)]);
   const gpus = c.gpus ?? c.gpuCount;
   if (gpus != null) rows.push(["GPUs", Array.isArray(gpus) ? gpus.map((g) => g.name || JSON.stringify(g)).join(", ") : String(gpus)]);
+  // what the node offers to tasks that ask for resources (SKALD_RESOURCES), e.g. gpu 2
+  const offered = Object.entries(resources || {});
+  if (offered.length) rows.push(["Resources", offered.map(([k, v]) => `${k} ${v}`).join(", ")]);
   return rows;
 }
 
@@ -28,7 +31,7 @@ function nodeCard(n, now) {
       h("span", { class: "tag" }, n.mode)),
     h("p", { class: "muted heartbeat-age" }, `Last heartbeat ${ago(beatAt, now)}`),
     h("meter", { min: 0, max: 1, value: used, "aria-label": `Workers in use on ${n.id}` }),
-    h("dl", { class: "kv" }, capacityRows(n.capacity || {}).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+    h("dl", { class: "kv" }, capacityRows(n.capacity || {}, n.resources).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
     h("h3", {}, "Worker classes"),
     (n.classNames || []).length
       ? h("ul", { class: "tags" }, n.classNames.map((c) => h("li", { class: "tag" }, c)))
