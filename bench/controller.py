@@ -294,12 +294,17 @@ def _services_backends(db_name: str) -> Backends:
     return make_backends(make_plugin_manager(), config)
 
 
-def node_failover_s(h: Harness, db_name: str, node_ttl: float = 3.0) -> dict[str, Any]:
+def node_failover_s(h: Harness, db_name: str, node_ttl: float | None = None) -> dict[str, Any]:
     """SIGKILL the node running a persistent task → the task Running on the other node.
 
     The monitor can only see the death when the node's registry field expires, so
-    ``node_ttl`` (the killed node's ``NODE_TTL_SECONDS``, default 3) is the floor.
+    ``node_ttl`` (the killed node's ``NODE_TTL_SECONDS``; default: the default, 2.5 s)
+    is the floor.
     """
+    from skalds.config.skald_config import SkaldConfig
+
+    if node_ttl is None:
+        node_ttl = float(SkaldConfig.model_fields["node_ttl_seconds"].default)
     other = f"bench-victim-{uuid.uuid4().hex[:6]}"
     env = {
         **os.environ,

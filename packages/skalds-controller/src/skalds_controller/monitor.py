@@ -1,8 +1,8 @@
 """The monitor: which nodes are alive, and what happens to the tasks of those that are not.
 
 A node is online while its field in ``skalds:hash`` lives (nodes renew it every
-``heartbeat_interval`` with a ``node_ttl_seconds`` TTL), so a node that dies drops
-out within its TTL; the monitor looks several times a second.
+``report_interval``, five times per ``node_ttl_seconds`` TTL at least), so a node that
+dies drops out within its TTL; the monitor looks several times a second.
 
 What it does about it (only while it holds the monitor lease, so two controllers
 never act twice on one observation; each change is a compare-and-set anyway):

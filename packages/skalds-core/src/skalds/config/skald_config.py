@@ -131,7 +131,12 @@ class SkaldConfig(BaseSettings):
     max_workers: int = Field(default=500, ge=1, description="tasks this node runs at once")
     cancel_grace_seconds: float = Field(default=5.0, ge=0)
     heartbeat_interval: float = Field(default=1.0, gt=0)
-    node_ttl_seconds: float = Field(default=3.0, gt=0)
+    node_ttl_seconds: float = Field(
+        default=2.5,
+        gt=0,
+        description="life of the node's registry entry: a dead node counts as gone this "
+        "long after its last report (nodes report often enough to miss 4 in a row)",
+    )
     task_ttl_seconds: float = Field(default=10.0, gt=0)
     reconcile_interval: float = Field(default=30.0, gt=0)
     load_entry_points: bool = True
@@ -163,6 +168,17 @@ class SkaldConfig(BaseSettings):
                 f"skald_id {value!r} must be non-empty, without spaces, ':', '/' or braces"
             )
         return value
+
+    @property
+    def report_interval(self) -> float:
+        """Seconds between node reports: ``heartbeat_interval``, or shorter so that the
+        registry entry is refreshed at least 5 times per ``node_ttl_seconds``.
+
+        The TTL decides how soon a dead node's tasks move elsewhere; reporting this
+        often lets it stay short (2.5 s by default) while a node may still stall for
+        4 reports (2 s) before it counts as gone.
+        """
+        return min(self.heartbeat_interval, self.node_ttl_seconds / 5)
 
     def resolved_event_bus_url(self) -> str:
         """Return the event bus URL: explicit, else from ``kafka_host``, else ``memory://``."""

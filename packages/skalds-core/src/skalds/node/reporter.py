@@ -53,7 +53,7 @@ class NodeReporter:
         psutil.cpu_percent(interval=None)
 
     def start(self) -> None:
-        """Report now, then every ``heartbeat_interval`` seconds on a thread."""
+        """Report now, then every ``config.report_interval`` seconds on a thread."""
         self.report_once()
         self._thread = threading.Thread(target=self._loop, name="skalds-reporter", daemon=True)
         self._thread.start()
@@ -67,7 +67,7 @@ class NodeReporter:
 
     def _loop(self) -> None:
         failing = False
-        while not self._stop.wait(self.config.heartbeat_interval):
+        while not self._stop.wait(self.config.report_interval):
             try:
                 self.report_once()
                 if failing:
