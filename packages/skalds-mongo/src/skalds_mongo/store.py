@@ -303,8 +303,9 @@ class MongoStore(Store):
         """Return the task's document (``projection`` of it): by ``_id``, else by ``id``.
 
         FerretDB 1.x (SQLite) pushes only a filter of exactly ``{_id: ...}`` down to
-        SQLite (still a table scan there, but no document is decoded); any other
-        filter decodes the whole collection, about 15 times slower. Tasks are
+        SQLite (an index lookup in the FerretDB scripts/services builds, which patches
+        upstream's mismatched ``_id`` expression; a table scan without decoding
+        upstream); any other filter decodes the whole collection. Tasks are
         therefore stored with ``_id`` = task id. Documents written before (by
         earlier Skalds versions, or by scripts inserting into ``db.tasks`` with an
         ObjectId ``_id``) are only found by their ``id`` field, so that slow lookup
