@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -11,6 +13,7 @@ import psutil
 
 from skalds.errors import BackendUnavailableError
 from skalds.memory import MemoryCache
+from skalds.utils.logging import logger
 
 T = TypeVar("T")
 
@@ -73,3 +76,28 @@ class SwitchableCache(MemoryCache):
     def list_get(self, key):
         self._check()
         return super().list_get(key)
+
+
+@contextlib.contextmanager
+def collected_log(level: int = logging.INFO) -> Iterator[list[str]]:
+    """Messages of the ``skalds`` logger at ``level`` and above, while inside.
+
+    The logger does not propagate to pytest's capture; a ``level`` below the logger's
+    own is let through for the duration.
+    """
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Collect(level)
+    previous = logger.level
+    if level < logger.getEffectiveLevel():
+        logger.setLevel(level)
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from skalds_controller import ControllerSettings, create_app
+from tests.helpers import collected_log
 from tests.workers import ProbeWorker
 
 
@@ -26,3 +27,10 @@ def client(skalds_backends, node, settings) -> Iterator[TestClient]:
     app = create_app(settings, backends=skalds_backends)
     with TestClient(app) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    """Messages of the ``skalds`` logger (INFO and above) during the test."""
+    with collected_log() as lines:
+        yield lines

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,7 +11,6 @@ from pydantic import ValidationError
 from skalds.model.task import TaskLifecycleStatus
 from skalds.node import keys
 from skalds.ports.cache import HashDelete, HashSet, Set
-from skalds.utils.logging import logger
 from skalds.utils.time import now_ms
 from skalds_controller import ControllerSettings, create_app
 from skalds_controller.background import start_background
@@ -32,20 +29,6 @@ TUNABLES = {
     "MONITOR_GRACE_SECONDS": ("monitor_grace_seconds", None),
     "CONTROLLER_LEASE_TTL": ("lease_ttl", 3.0),
 }
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
-    handler = Collect(logging.INFO)
-    logger.addHandler(handler)
-    yield lines
-    logger.removeHandler(handler)
 
 
 def test_the_defaults_are_the_documented_ones():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -24,7 +23,6 @@ from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.node import keys
 from skalds.ports.cache import HashDelete, HashSet, Set
 from skalds.ports.event_bus import Topic
-from skalds.utils.logging import logger
 from skalds.utils.time import now_ms
 from skalds_controller import ControllerSettings, DispatchStrategy, create_app
 from skalds_controller.background import Background, start_background
@@ -80,21 +78,6 @@ def controllers(skalds_backends) -> Iterator[Callable[..., Controller]]:
     yield start
     for controller in started:
         controller.background()
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    """Messages of the ``skalds`` logger (it does not propagate to pytest's capture)."""
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
-    handler = Collect(logging.INFO)
-    logger.addHandler(handler)
-    yield lines
-    logger.removeHandler(handler)
 
 
 @pytest.fixture

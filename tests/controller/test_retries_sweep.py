@@ -10,10 +10,10 @@ import pytest
 
 from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.ports.store import TaskQuery
-from skalds.utils.logging import logger
 from skalds.utils.time import now_ms
 from skalds_controller.retries import Retries
 from skalds_controller.transitions import Transitions
+from tests.helpers import collected_log
 
 S = TaskLifecycleStatus
 POLICY = {"maxAttempts": 3, "backoffSeconds": 0}
@@ -21,19 +21,8 @@ POLICY = {"maxAttempts": 3, "backoffSeconds": 0}
 
 @pytest.fixture
 def debug_lines() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
-    handler = Collect(logging.DEBUG)
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    yield lines
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    with collected_log(logging.DEBUG) as lines:
+        yield lines
 
 
 @pytest.fixture
