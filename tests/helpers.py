@@ -7,12 +7,14 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psutil
 
 from skalds.errors import BackendUnavailableError
 from skalds.memory import MemoryCache
+from skalds.model.task import Task
+from skalds.plugins import Backends
 from skalds.utils.logging import logger
 
 T = TypeVar("T")
@@ -101,3 +103,22 @@ def collected_log(level: int = logging.INFO) -> Iterator[list[str]]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous)
+
+
+def post_probe_task(client: Any, task_id: str, trace: Path, **fields: Any) -> None:
+    """``POST /api/tasks`` a ProbeWorker task that traces to ``trace``; 201 or the test fails.
+
+    ``attachments`` are added to (and may override) the trace file; other ``fields``
+    go into the body as given (camelCase API names).
+    """
+    attachments = {"traceFile": str(trace), **fields.pop("attachments", {})}
+    body = {"id": task_id, "className": "ProbeWorker", "attachments": attachments, **fields}
+    res = client.post("/api/tasks", json=body)
+    assert res.status_code == 201, res.text
+
+
+def stored(backends: Backends, task_id: str) -> Task:
+    """The task as the store holds it now (it must exist)."""
+    task = backends.store.get_task(task_id)
+    assert task is not None
+    return task

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from skalds.model.task import TaskLifecycleStatus
 from skalds_controller import ControllerSettings, create_app
-from tests.helpers import wait_for
+from tests.helpers import post_probe_task, wait_for
 from tests.workers import ProbeWorker
 
 S = TaskLifecycleStatus
@@ -34,9 +34,7 @@ def api(skalds_backends) -> Iterator[Callable[..., TestClient]]:
 
 
 def create(client: TestClient, task_id: str, trace: Any, **fields: Any) -> None:
-    attachments = {"traceFile": str(trace), "mainSeconds": 30}
-    body = {"id": task_id, "className": "ProbeWorker", "attachments": attachments, **fields}
-    assert client.post("/api/tasks", json=body).status_code == 201
+    post_probe_task(client, task_id, trace, attachments={"mainSeconds": 30}, **fields)
 
 
 def placed_on(client: TestClient, task_id: str) -> str:

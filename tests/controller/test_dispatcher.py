@@ -28,7 +28,7 @@ from skalds_controller import ControllerSettings, DispatchStrategy, create_app
 from skalds_controller.background import Background, start_background
 from skalds_controller.deps import Context
 from skalds_controller.dispatcher import Dispatcher
-from tests.helpers import read_lines, wait_for
+from tests.helpers import post_probe_task, read_lines, stored, wait_for
 from tests.workers import OtherProbeWorker, ProbeWorker
 
 S = TaskLifecycleStatus
@@ -48,15 +48,10 @@ class Controller:
         return self.background.dispatcher
 
     def create(self, task_id: str, trace: Path, **fields: Any) -> None:
-        attachments = {"traceFile": str(trace), **fields.pop("attachments", {})}
-        body = {"id": task_id, "className": "ProbeWorker", "attachments": attachments, **fields}
-        res = self.client.post("/api/tasks", json=body)
-        assert res.status_code == 201, res.text
+        post_probe_task(self.client, task_id, trace, **fields)
 
     def task(self, task_id: str) -> Task:
-        task = self.context.backends.store.get_task(task_id)
-        assert task is not None
-        return task
+        return stored(self.context.backends, task_id)
 
     def status(self, task_id: str) -> TaskLifecycleStatus:
         return self.task(task_id).lifecycle_status

@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from skalds.config.skald_config import SkaldConfig
-from skalds.model.task import Task, TaskLifecycleStatus
+from skalds.model.task import TaskLifecycleStatus
 from skalds.node import keys
 from skalds.plugins import Backends, make_backends, make_plugin_manager
 from skalds_controller import ControllerSettings, create_app
@@ -31,7 +31,7 @@ from tests.backends.kafka import KAFKA_ADDRESS, kafka_port_open
 from tests.backends.mongo import require_mongo
 from tests.backends.redis import connect_cache
 from tests.conftest import require_service
-from tests.helpers import read_lines, wait_for
+from tests.helpers import post_probe_task, read_lines, stored, wait_for
 from tests.workers import ProbeWorker
 
 pytestmark = pytest.mark.slow
@@ -102,19 +102,6 @@ def controllers(skalds_backends) -> Iterator[Any]:
         background()
 
 
-def create(client: TestClient, task_id: str, trace: Path, **fields: Any) -> None:
-    attachments = {"traceFile": str(trace), **fields.pop("attachments", {})}
-    body = {"id": task_id, "className": "ProbeWorker", "attachments": attachments, **fields}
-    res = client.post("/api/tasks", json=body)
-    assert res.status_code == 201, res.text
-
-
-def stored(backends: Backends, task_id: str) -> Task:
-    task = backends.store.get_task(task_id)
-    assert task is not None
-    return task
-
-
 def test_two_controllers_on_real_services_start_each_task_once(
     skalds_backends, skalds_node_factory, controllers, tmp_path
 ):
@@ -122,7 +109,7 @@ def test_two_controllers_on_real_services_start_each_task_once(
         skalds_node_factory(workers=[ProbeWorker], cancel_grace_seconds=0.5)
     (first, first_bg), (second, second_bg) = controllers(), controllers()
     for i in range(30):
-        create(first if i % 2 else second, f"t{i}", tmp_path / f"t{i}")
+        post_probe_task(first if i % 2 else second, f"t{i}", tmp_path / f"t{i}")
     for i in range(30):
         wait_for(lambda i=i: stored(skalds_backends, f"t{i}").lifecycle_status is S.FINISHED, 30)
         assert read_lines(tmp_path / f"t{i}").count("main") == 1
@@ -158,9 +145,9 @@ def test_a_sigkilled_nodes_persistent_task_runs_elsewhere_within_seconds(
         heir = skalds_node_factory(workers=[ProbeWorker], cancel_grace_seconds=0.5)
         client, _ = controllers()
         long_run = {"mainSeconds": 20}
-        create(client, "keep", tmp_path / "keep", executor=doomed_id, isPersistent=True,
+        post_probe_task(client, "keep", tmp_path / "keep", executor=doomed_id, isPersistent=True,
                attachments=long_run)  # fmt: skip
-        create(client, "once", tmp_path / "once", executor=doomed_id, attachments=long_run)
+        post_probe_task(client, "once", tmp_path / "once", executor=doomed_id, attachments=long_run)
         for task_id in ("keep", "once"):
             wait_for(lambda task_id=task_id: "main" in read_lines(tmp_path / task_id), 20)
 

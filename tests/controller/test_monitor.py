@@ -18,7 +18,14 @@ from skalds.plugins import Backends
 from skalds_controller import ControllerSettings, create_app
 from skalds_controller.background import Background, start_background
 from skalds_controller.monitor import Monitor
-from tests.helpers import SwitchableCache, process_alive, read_lines, wait_for
+from tests.helpers import (
+    SwitchableCache,
+    post_probe_task,
+    process_alive,
+    read_lines,
+    stored,
+    wait_for,
+)
 from tests.workers import ProbeWorker
 
 S = TaskLifecycleStatus
@@ -65,17 +72,10 @@ def crash(node, monkeypatch) -> float:
     return time.monotonic()
 
 
-def create(client: TestClient, task_id: str, trace, **fields: Any) -> None:
-    attachments = {"traceFile": str(trace), "mainSeconds": 30, **fields.pop("attachments", {})}
-    body = {"id": task_id, "className": "ProbeWorker", "attachments": attachments, **fields}
-    res = client.post("/api/tasks", json=body)
-    assert res.status_code == 201, res.text
-
-
-def stored(backends: Backends, task_id: str) -> Task:
-    task = backends.store.get_task(task_id)
-    assert task is not None
-    return task
+def create(client: TestClient, task_id: str, trace: Any, **fields: Any) -> None:
+    """A ProbeWorker task that runs 30 s unless ``attachments`` say otherwise."""
+    fields["attachments"] = {"mainSeconds": 30, **fields.get("attachments", {})}
+    post_probe_task(client, task_id, trace, **fields)
 
 
 def running_on(backends: Backends, task_id: str, node_id: str) -> bool:
