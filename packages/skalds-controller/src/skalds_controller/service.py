@@ -13,14 +13,13 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from skalds.errors import TaskExistsError
-from skalds.model.event import TaskEvent
 from skalds.model.task import ACTIVE_STATUSES, ModeEnum, Task, TaskLifecycleStatus
 from skalds.plugins import Backends
 from skalds.ports.event_bus import Topic
-from skalds.utils.logging import logger
 from skalds_controller.errors import ApiError
 from skalds_controller.nodes import NodeDirectory
 from skalds_controller.schemas import TaskCreate
+from skalds_controller.transitions import Transitions
 
 __all__ = ["TaskService"]
 
@@ -34,6 +33,7 @@ class TaskService:
         self.backends = backends
         self.nodes = nodes
         self.initiator = initiator
+        self._transitions = Transitions(backends, initiator)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -167,10 +167,4 @@ class TaskService:
 
     def publish(self, topic: Topic, task_id: str, recipient: str | None = None) -> bool:
         """Send an event about ``task_id``; False (logged) when the bus refuses it."""
-        event = TaskEvent(task_ids=[task_id], initiator=self.initiator, recipient=recipient)
-        try:
-            self.backends.event_bus.publish(topic.value, task_id, event.model_dump_json())
-        except Exception as exc:
-            logger.warning("could not publish %s for task %s: %s", topic.value, task_id, exc)
-            return False
-        return True
+        return self._transitions.publish(topic, task_id, recipient=recipient)
