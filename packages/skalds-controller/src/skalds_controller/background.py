@@ -85,10 +85,6 @@ def start_background(context: Context, *, observer: DispatchObserver | None = No
         settings,
         controller_id=controller_id,
         lease=monitor_lease,
-        poll_every=settings.monitor_poll_interval,
-        stall_check_every=settings.monitor_stall_check_interval,
-        orphan_sweep_every=settings.monitor_orphan_sweep_interval,
-        grace=settings.monitor_grace_seconds,
     )
     background.monitor = monitor
     background.leases.append(monitor_lease)
@@ -100,9 +96,6 @@ def start_background(context: Context, *, observer: DispatchObserver | None = No
             controller_id=controller_id,
             lease=dispatch_lease,
             observer=observer,
-            assign_timeout=settings.dispatcher_assign_timeout,
-            reconcile_every=settings.dispatcher_reconcile_interval,
-            retry_sweep_every=settings.retry_sweep_interval,
         )
         monitor.add_listener(dispatcher.on_node_change)
         background.dispatcher = dispatcher

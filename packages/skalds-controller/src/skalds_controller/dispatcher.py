@@ -52,7 +52,7 @@ from skalds_controller.nodes import NodeDirectory
 from skalds_controller.placement import NodeSlot, node_slots
 from skalds_controller.retries import Retries
 from skalds_controller.rules import Readiness, check_dependencies, deadline_passed
-from skalds_controller.settings import ControllerSettings, DispatchStrategy
+from skalds_controller.settings import ControllerSettings, DispatchStrategy, or_setting
 from skalds_controller.strategies import Strategy, make_strategy
 from skalds_controller.transitions import Transitions
 
@@ -100,10 +100,13 @@ class Dispatcher:
         lease: the dispatcher lease; ``None`` dispatches unconditionally (the store's
             compare-and-set still prevents double assignment).
         observer: receives dispatch latencies and event counts.
-        assign_timeout: seconds an assignment may stay un-picked before it is undone.
-        reconcile_every: seconds between passes when no event arrives.
+        assign_timeout: seconds an assignment may stay un-picked before it is undone
+            (default: ``settings.dispatcher_assign_timeout``).
+        reconcile_every: seconds between passes when no event arrives (default:
+            ``settings.dispatcher_reconcile_interval``).
         retry_sweep_every: seconds between scans of all Failed tasks for retries
-            (events bring failures at once; the scan only repairs missed ones).
+            (events bring failures at once; the scan only repairs missed ones;
+            default: ``settings.retry_sweep_interval``).
         rng: random source of the RANDOM strategy.
     """
 
@@ -115,9 +118,9 @@ class Dispatcher:
         controller_id: str,
         lease: Lease | None = None,
         observer: DispatchObserver | None = None,
-        assign_timeout: float = 10.0,
-        reconcile_every: float = 5.0,
-        retry_sweep_every: float = 30.0,
+        assign_timeout: float | None = None,
+        reconcile_every: float | None = None,
+        retry_sweep_every: float | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.backends = backends
@@ -125,8 +128,8 @@ class Dispatcher:
         self.controller_id = controller_id
         self.lease = lease
         self.observer = observer
-        self.assign_timeout = assign_timeout
-        self.reconcile_every = reconcile_every
+        self.assign_timeout = or_setting(assign_timeout, settings.dispatcher_assign_timeout)
+        self.reconcile_every = or_setting(reconcile_every, settings.dispatcher_reconcile_interval)
         self.transitions = Transitions(backends, controller_id)
         self._rng = rng or random.Random()
         self._strategy: Strategy = make_strategy(settings.dispatcher_strategy, self._rng)
@@ -134,7 +137,11 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self.retries = Retries(backends.store, self.transitions, sweep_every=retry_sweep_every)
+        self.retries = Retries(
+            backends.store,
+            self.transitions,
+            sweep_every=or_setting(retry_sweep_every, settings.retry_sweep_interval),
+        )
         self._waiting_why: dict[str, str] = {}
         # What the dispatcher knows (rebuilt by each full pass, kept by events between):
         self._queue: dict[str, Task] = {}  # Created and unassigned

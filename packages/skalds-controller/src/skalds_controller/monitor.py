@@ -39,7 +39,7 @@ from skalds.ports.event_bus import Topic
 from skalds.ports.store import TaskQuery
 from skalds.utils.logging import logger
 from skalds_controller.lease import Lease
-from skalds_controller.settings import ControllerSettings
+from skalds_controller.settings import ControllerSettings, or_setting
 from skalds_controller.transitions import Transitions
 
 __all__ = ["Monitor", "NodeListener"]
@@ -60,7 +60,8 @@ class Monitor:
 
     Args:
         backends: the shared event bus, cache and store.
-        settings: ``node_ttl_seconds`` and ``heartbeat_interval`` set the grace period.
+        settings: the timings below default to its ``monitor_*`` fields;
+            ``node_ttl_seconds`` and ``heartbeat_interval`` set the default grace.
         controller_id: names this controller in the events it publishes.
         lease: the monitor lease; ``None`` acts unconditionally.
         poll_every: seconds between looks at the node registry.
@@ -77,16 +78,22 @@ class Monitor:
         *,
         controller_id: str,
         lease: Lease | None = None,
-        poll_every: float = 0.2,
-        stall_check_every: float = 1.0,
-        orphan_sweep_every: float = 5.0,
+        poll_every: float | None = None,
+        stall_check_every: float | None = None,
+        orphan_sweep_every: float | None = None,
         grace: float | None = None,
     ) -> None:
         self.backends = backends
         self.lease = lease
-        self.poll_every = poll_every
-        self.stall_check_every = stall_check_every
-        self.orphan_sweep_every = orphan_sweep_every
+        self.poll_every = or_setting(poll_every, settings.monitor_poll_interval)
+        self.stall_check_every = or_setting(
+            stall_check_every, settings.monitor_stall_check_interval
+        )
+        self.orphan_sweep_every = or_setting(
+            orphan_sweep_every, settings.monitor_orphan_sweep_interval
+        )
+        if grace is None:
+            grace = settings.monitor_grace_seconds  # may be unset too: then derived
         self.grace = (
             grace
             if grace is not None

@@ -116,3 +116,12 @@ class ControllerSettings(SkaldConfig):
         """Whether this process runs ``mode``'s parts (modes include the ones before)."""
         order = list(ControllerMode)
         return order.index(self.mode) >= order.index(mode)
+
+
+def or_setting(value: float | None, setting: float) -> float:
+    """``value`` when a caller passed one (tests, embedding), else the setting's.
+
+    The monitor and the dispatcher take their timings as keyword arguments that
+    default to the settings, so the defaults are written once, here.
+    """
+    return setting if value is None else value
