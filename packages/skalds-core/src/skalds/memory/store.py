@@ -13,7 +13,7 @@ from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.ports.store import Store, TaskQuery
 from skalds.utils.time import now_ms
 
-__all__ = ["MemoryStore", "matches", "sort_key"]
+__all__ = ["MemoryStore", "apply_changes", "matches", "sort_key", "status_expected"]
 
 _Doc = dict[str, Any]
 
@@ -36,6 +36,15 @@ def matches(doc: Mapping[str, Any], query: TaskQuery) -> bool:
 def sort_key(doc: Mapping[str, Any]) -> tuple[int, int, str]:
     """Highest priority first, then oldest, then id: the dispatch order."""
     return (-int(doc.get("priority") or 0), int(doc.get("createDateTime") or 0), str(doc["id"]))
+
+
+def status_expected(
+    doc: Mapping[str, Any], expected: Collection[TaskLifecycleStatus] | None
+) -> bool:
+    """Whether a stored document's status is one of ``expected`` (``None``: any)."""
+    if expected is None:
+        return True
+    return doc.get("lifecycleStatus") in {TaskLifecycleStatus(s).value for s in expected}
 
 
 def apply_changes(doc: Mapping[str, Any], changes: Mapping[str, Any]) -> _Doc:
@@ -140,10 +149,8 @@ class MemoryStore(Store):
             doc = self._docs.get(task_id)
             if doc is None:
                 raise TaskNotFoundError(task_id)
-            if expected_status is not None:
-                allowed = {TaskLifecycleStatus(s).value for s in expected_status}
-                if doc.get("lifecycleStatus") not in allowed:
-                    return None
+            if not status_expected(doc, expected_status):
+                return None
             new_doc = apply_changes(doc, changes)
             self._drop(task_id)
             self._put(task_id, new_doc)

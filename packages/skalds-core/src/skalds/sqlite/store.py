@@ -29,7 +29,7 @@ from skalds.errors import (
     TaskExistsError,
     TaskNotFoundError,
 )
-from skalds.memory.store import apply_changes
+from skalds.memory.store import apply_changes, status_expected
 from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.ports.store import Store, TaskQuery
 
@@ -175,10 +175,8 @@ class SqliteStore(Store):
             if row is None:
                 raise TaskNotFoundError(task_id)
             doc = json.loads(row[0])
-            if expected_status is not None:
-                allowed = {TaskLifecycleStatus(s).value for s in expected_status}
-                if doc.get("lifecycleStatus") not in allowed:
-                    return None
+            if not status_expected(doc, expected_status):
+                return None
             new_doc = apply_changes(doc, changes)
             tx.execute(
                 "UPDATE tasks SET lifecycle_status = ?, executor = ?, class_name = ?,"
