@@ -14,6 +14,7 @@ import pytest
 from skalds.config.skald_config import SkaldConfig
 from skalds.errors import (
     BackendUnavailableError,
+    ConfigError,
     SkaldsError,
     TaskExistsError,
     TaskNotFoundError,
@@ -199,8 +200,9 @@ def run_together(fn, args: list[tuple]) -> None:
         t.join()
 
 
-def test_concurrent_updates_of_different_fields_all_survive(mstore):
-    """FerretDB rewrites whole documents; the store's write locks keep every change."""
+def test_concurrent_updates_of_different_fields_all_survive(either_store):
+    """FerretDB rewrites whole documents; write locks (or its atomic writes) keep every change."""
+    mstore = either_store
     mstore.create_task(Task(id="many", class_name="W"))
     changes = [{"priority": 7}, {"name": "n"}, {"description": "d"}, {"executor": "e"}]
     for _ in range(5):
@@ -210,8 +212,9 @@ def test_concurrent_updates_of_different_fields_all_survive(mstore):
         mstore.update_task("many", {"priority": 0, "name": None, "description": None})
 
 
-def test_repeated_concurrent_claims_have_exactly_one_winner(mstore):
-    for round_no in range(5):
+def test_repeated_concurrent_claims_have_exactly_one_winner(either_store):
+    mstore = either_store
+    for round_no in range(10):
         task_id = f"claim-{round_no}"
         mstore.create_task(Task(id=task_id, class_name="W"))
         winners: list[str] = []
@@ -260,6 +263,29 @@ def test_the_plugin_builds_the_store_for_mongodb_urls(url):
     assert skalds_make_store(url="redis://127.0.0.1:6379/0", config=SkaldConfig()) is None
     srv = skalds_make_store(url="mongodb+srv://user:pw@cluster.example/app", config=SkaldConfig())
     assert isinstance(srv, MongoStore) and "pw" not in srv.address
+
+
+def test_mongo_write_locks_follow_the_environment(monkeypatch, url):
+    from skalds_mongo.plugin import skalds_make_store
+
+    def locks() -> bool:
+        store = skalds_make_store(url=url, config=SkaldConfig())
+        try:
+            return store.uses_write_locks()
+        finally:
+            store.close()
+
+    monkeypatch.delenv("MONGO_WRITE_LOCKS", raising=False)
+    assert locks() is True  # auto: the test server is FerretDB
+    monkeypatch.setenv("MONGO_WRITE_LOCKS", "off")
+    assert locks() is False
+    monkeypatch.setenv("MONGO_WRITE_LOCKS", "ON")
+    assert locks() is True
+    monkeypatch.setenv("MONGO_WRITE_LOCKS", "sometimes")
+    with pytest.raises(
+        ConfigError, match=r"MONGO_WRITE_LOCKS='sometimes': use one of auto, on, off"
+    ):
+        skalds_make_store(url=url, config=SkaldConfig())
 
 
 def test_the_database_is_the_configs_then_the_urls_then_skalds():

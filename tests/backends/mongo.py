@@ -2,6 +2,11 @@
 
 ``mongo_store`` is a :class:`~skalds_mongo.store.MongoStore` on a database of its own
 (random name, dropped at the end of the session), so runs never touch anyone's data.
+It decides its write locks from the server (FerretDB: per-task locks).
+``mongo_atomic_store`` is the same without locks: the server's own atomic
+find-and-modify decides each compare-and-set, the path real MongoDB takes. The
+FerretDB ``scripts/services`` builds applies writes atomically (its
+``atomic-writes.patch``); a stock FerretDB 1.x would fail that run's concurrency tests.
 
 The URL is ``SKALDS_TEST_MONGO_URL`` when set. Otherwise the seeds' own URL
 (``mongodb://root:root@...``) is tried first, which authenticates when FerretDB runs
@@ -22,7 +27,7 @@ import pytest
 
 from tests.conftest import require_service
 
-BACKEND_NAMES: list[tuple[str, str]] = [("store", "mongo")]
+BACKEND_NAMES: list[tuple[str, str]] = [("store", "mongo"), ("store", "mongo_atomic")]
 
 MONGO_ADDRESS = ("127.0.0.1", 27017)
 SEED_URL = "mongodb://root:root@127.0.0.1:27017/"
@@ -30,6 +35,7 @@ PLAIN_URL = "mongodb://127.0.0.1:27017/"
 
 __all__ = [
     "BACKEND_NAMES",
+    "mongo_atomic_store",
     "mongo_db_name",
     "mongo_store",
     "mongo_url",
@@ -102,5 +108,17 @@ def mongo_store(mongo_url: str, mongo_db_name: str) -> Iterator[Any]:
     from skalds_mongo.store import MongoStore
 
     store = MongoStore(mongo_url, db_name=mongo_db_name, server_selection_timeout_ms=2000)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def mongo_atomic_store(mongo_url: str, mongo_db_name: str) -> Iterator[Any]:
+    from skalds_mongo.store import MongoStore
+
+    store = MongoStore(
+        mongo_url, db_name=mongo_db_name, server_selection_timeout_ms=2000, write_locks=False
+    )
+    assert not store.uses_write_locks()
     yield store
     store.close()

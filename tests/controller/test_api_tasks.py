@@ -6,6 +6,7 @@ import pytest
 
 from skalds.model.task import TaskLifecycleStatus
 from tests.helpers import read_lines, wait_for
+from tests.workers import OtherProbeWorker
 
 S = TaskLifecycleStatus
 
@@ -40,6 +41,21 @@ def test_attachments_that_do_not_fit_the_schema_are_422_with_the_fields(client, 
         "timestamp",
     }
     assert {d["field"] for d in body["detail"]} == {"fixFrame"}
+
+
+def test_a_class_of_a_node_that_just_came_up_is_accepted_at_once(
+    client, node, skalds_node_factory, tmp_path
+):
+    assert create(client, node, tmp_path).status_code == 201  # the schemas are read now
+    other = skalds_node_factory(workers=[OtherProbeWorker])
+    body = {
+        "id": "o1",
+        "className": "OtherProbeWorker",
+        "executor": other.skald_id,
+        "attachments": {"traceFile": str(tmp_path / "o1")},
+    }
+    res = client.post("/api/tasks", json=body)
+    assert res.status_code == 201, res.text  # not refused from the schemas read a moment ago
 
 
 def test_an_unknown_class_is_422_listing_the_known_ones(client):

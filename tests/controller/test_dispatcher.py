@@ -6,8 +6,10 @@ controller's background (monitor + dispatcher) places them.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from skalds.errors import BackendUnavailableError
 from skalds.model.event import TaskEvent
 from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.node import keys
@@ -458,3 +461,77 @@ def test_a_burst_of_tasks_is_placed_without_listing_the_store_again(
         q for q in listed if q is not None and q.statuses and S.RUNNING in q.statuses
     ]
     assert len(active_listings) <= 2, listed  # at most the 5 s full passes meanwhile
+
+
+# -- one pass, several assignments at once --------------------------------------------------------
+
+
+class _SlowStore:
+    """The in-memory store with a round trip's delay on updates, counting overlaps."""
+
+    def __init__(self, store: Any, delay: float, fail_for: str | None = None) -> None:
+        self._store = store
+        self._delay = delay
+        self._fail_for = fail_for
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    def update_task(self, task_id: str, changes: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(self._delay)
+            if task_id == self._fail_for:
+                raise BackendUnavailableError("the store went away")
+            return self._store.update_task(task_id, changes, **kwargs)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def _burst(skalds_backends, store: _SlowStore, count: int, concurrency: int) -> Dispatcher:
+    _fake_node(skalds_backends.cache, "ghost")
+    backends = dataclasses.replace(skalds_backends, store=store)
+    settings = ControllerSettings(load_entry_points=False)
+    dispatcher = Dispatcher(backends, settings, controller_id="c1", assign_concurrency=concurrency)
+    for i in range(count):
+        store.create_task(Task(id=f"b{i}", className="ProbeWorker"))
+    return dispatcher
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_pass_makes_up_to_assign_concurrency_assignments_at_once(skalds_backends, concurrency):
+    store = _SlowStore(skalds_backends.store, delay=0.05)
+    dispatcher = _burst(skalds_backends, store, 8, concurrency)
+    try:
+        dispatcher.run_pass(full=True)
+    finally:
+        dispatcher.stop()
+    assert store.most_in_flight == concurrency
+    assert dispatcher.counts["assigned"] == 5  # the node offers 5 places
+    placed = [store.get_task(f"b{i}") for i in range(8)]
+    assert sum(t.executor == "ghost" and t.lifecycle_status is S.ASSIGNING for t in placed) == 5
+    assert sum(t.lifecycle_status is S.CREATED and t.executor is None for t in placed) == 3
+
+
+def test_a_failed_assignment_in_a_batch_fails_the_pass_after_filing_the_others(
+    skalds_backends,
+):
+    store = _SlowStore(skalds_backends.store, delay=0.01, fail_for="b1")
+    dispatcher = _burst(skalds_backends, store, 3, 4)
+    try:
+        with pytest.raises(BackendUnavailableError):
+            dispatcher.run_pass(full=True)
+        assert dispatcher.counts["assigned"] == 2
+        assert store.get_task("b1").lifecycle_status is S.CREATED
+        store._fail_for = None
+        dispatcher.run_pass(full=True)  # the next pass places the one left over
+    finally:
+        dispatcher.stop()
+    assert dispatcher.counts["assigned"] == 3
+    assert all(store.get_task(f"b{i}").executor == "ghost" for i in range(3))

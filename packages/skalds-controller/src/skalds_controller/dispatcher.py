@@ -21,9 +21,11 @@ Both then do the same steps, only while this controller holds the dispatcher lea
 2. Assignments not picked up within ``assign_timeout`` go back to Created.
 3. Waiting tasks, highest priority first, oldest first: an expired deadline or a
    failed dependency fails them (with the reason); unmet dependencies or a future
-   ``not_before`` make them wait; otherwise the strategy picks an eligible node,
-   Created → Assigning is a compare-and-set, and ``task.assign`` goes to that node
-   (which moves the task to Running).
+   ``not_before`` make them wait; otherwise the strategy picks an eligible node.
+4. The picks are made: Created → Assigning is a compare-and-set, and ``task.assign``
+   goes to that node (which moves the task to Running). On real services each is
+   two round trips, so a pass makes up to ``dispatcher_assign_concurrency`` of them
+   at once; placing stays one by one, so capacity is counted as before.
 
 Memory may be stale (a missed event); the compare-and-set keeps that harmless — a
 task cancelled meanwhile simply fails to move and is dropped — and the next full
@@ -36,6 +38,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -89,6 +92,16 @@ class _Placed:
     """When it was assigned, while the node has not started it yet (ms); else None."""
 
 
+@dataclass
+class _Pick:
+    """A waiting task and the node chosen for it, to be assigned at the end of a pass."""
+
+    task: Task
+    slot: NodeSlot
+    ready_ms: int
+    """When the task became ready to run (for the dispatch latency)."""
+
+
 class Dispatcher:
     """Assigns tasks to nodes; one per controller, acting only while it holds the lease.
 
@@ -108,6 +121,8 @@ class Dispatcher:
             (events bring failures at once; the scan only repairs missed ones;
             default: ``settings.retry_sweep_interval``).
         rng: random source of the RANDOM strategy.
+        assign_concurrency: assignments made at once at the end of a pass (default:
+            ``settings.dispatcher_assign_concurrency``).
     """
 
     def __init__(
@@ -122,6 +137,7 @@ class Dispatcher:
         reconcile_every: float | None = None,
         retry_sweep_every: float | None = None,
         rng: random.Random | None = None,
+        assign_concurrency: int | None = None,
     ) -> None:
         self.backends = backends
         self.settings = settings
@@ -130,6 +146,10 @@ class Dispatcher:
         self.observer = observer
         self.assign_timeout = or_setting(assign_timeout, settings.dispatcher_assign_timeout)
         self.reconcile_every = or_setting(reconcile_every, settings.dispatcher_reconcile_interval)
+        self.assign_concurrency = int(
+            or_setting(assign_concurrency, settings.dispatcher_assign_concurrency)
+        )
+        self._assigners: ThreadPoolExecutor | None = None  # made at the first batch
         self.transitions = Transitions(backends, controller_id)
         self._rng = rng or random.Random()
         self._strategy: Strategy = make_strategy(settings.dispatcher_strategy, self._rng)
@@ -223,6 +243,8 @@ class Dispatcher:
         for thread in (self._thread, self._subscriber):
             if thread is not None:
                 thread.join(timeout=10)
+        if self._assigners is not None:
+            self._assigners.shutdown(wait=True)
         with self._lock:
             subscription, self._subscription = self._subscription, None
         if subscription is not None:
@@ -377,13 +399,20 @@ class Dispatcher:
         self._forget(waiting)
         strategy = self._current_strategy()
         lookup = _memo(self.backends.store.get_task, known)
+        picks: list[_Pick] = []
         for task in waiting:
             if not self.leading or self._stop.is_set():
                 break
             try:
-                self._consider(task, now, slots, strategy, lookup, due)
+                pick = self._consider(task, now, slots, strategy, lookup, due)
             except TaskNotFoundError:
                 self._queue.pop(task.id, None)  # deleted meanwhile
+                continue
+            if pick is not None:
+                pick.slot.take(task)  # the next tasks of this pass see the place taken
+                picks.append(pick)
+        if picks:
+            self._assign_all(picks, due)
         return max(0.0, min(due))
 
     def _reload(self) -> dict[str, Task]:
@@ -470,28 +499,28 @@ class Dispatcher:
         strategy: Strategy,
         lookup: Callable[[str], Task | None],
         due: list[float],
-    ) -> None:
+    ) -> _Pick | None:
+        """Fail ``task``, leave it waiting, or return the node to assign it to."""
         if deadline_passed(task, now):
             self._fail(task, "its deadline passed before it could be dispatched")
-            return
+            return None
         due.append((task.deadline_date_time - now) / 1000)  # fail it on time while it waits
         if task.not_before is not None and task.not_before > now:
             due.append((task.not_before - now) / 1000)
-            return
+            return None
         deps = check_dependencies(task, lookup)
         if deps.readiness is Readiness.FAIL:
             self._fail(task, f"not started: {deps.reason}")
-            return
+            return None
         if deps.readiness is Readiness.WAIT:
-            return  # a dependency ending wakes the dispatcher
+            return None  # a dependency ending wakes the dispatcher
         eligible = [slot for slot in slots.values() if slot.refusal(task) is None]
         if not eligible:
             self._note_waiting(task, slots)
-            return
+            return None
         chosen = slots[strategy.pick(eligible).node_id]
         ready_ms = max(task.create_date_time, task.not_before or 0, deps.finished_at_ms)
-        if self._assign(task, chosen, ready_ms):
-            due.append(self.assign_timeout)  # to undo it in time if nobody picks it up
+        return _Pick(task, chosen, ready_ms)
 
     def _fail(self, task: Task, reason: str) -> None:
         self._queue.pop(task.id, None)
@@ -499,23 +528,63 @@ class Dispatcher:
             self.counts["failed"] += 1
             logger.warning("task %s failed: %s", task.id, reason)
 
-    def _assign(self, task: Task, slot: NodeSlot, ready_ms: int) -> bool:
+    def _assign_all(self, picks: list[_Pick], due: list[float]) -> None:
+        """Make the pass's assignments (up to ``assign_concurrency`` at once), then file them.
+
+        Raises:
+            Exception: the first error of a store or bus call (after filing every
+                assignment that was made, so memory matches the store).
+        """
+        if len(picks) == 1 or self.assign_concurrency == 1:
+            outcomes: list[Future[Task | None]] = []
+            for pick in picks:
+                done: Future[Task | None] = Future()
+                try:
+                    done.set_result(self._claim(pick))
+                except Exception as exc:
+                    done.set_exception(exc)
+                outcomes.append(done)
+        else:
+            if self._assigners is None:
+                self._assigners = ThreadPoolExecutor(
+                    self.assign_concurrency, thread_name_prefix="skalds-dispatcher-assign"
+                )
+            outcomes = [self._assigners.submit(self._claim, pick) for pick in picks]
+        error: BaseException | None = None
+        lost = False
+        for pick, outcome in zip(picks, outcomes, strict=True):
+            task = pick.task
+            self._queue.pop(task.id, None)
+            failure = outcome.exception()
+            moved = None if failure is not None else outcome.result()
+            if failure is not None and not isinstance(failure, TaskNotFoundError):
+                error = error or failure
+            if moved is None:
+                lost = True  # changed meanwhile (cancelled, another dispatcher was first)
+                continue
+            node_id = pick.slot.node_id
+            self._placed[task.id] = _Placed(node_id, dict(task.resources), moved.update_date_time)
+            self._waiting_why.pop(task.id, None)
+            self.counts["assigned"] += 1
+            self._observe("observe_dispatch_latency", max(0, now_ms() - pick.ready_ms) / 1000)
+            logger.debug("task %s assigned to %s", task.id, node_id)
+            due.append(self.assign_timeout)  # to undo it in time if nobody picks it up
+        if lost:
+            self.wake()  # their places were kept free for nothing: another pass may fill them
+        if error is not None:
+            raise error
+
+    def _claim(self, pick: _Pick) -> Task | None:
+        """Created → Assigning on the chosen node (compare-and-set), then tell the node."""
+        node_id = pick.slot.node_id
         moved = self.backends.store.update_task(
-            task.id,
-            {"lifecycle_status": S.ASSIGNING, "executor": slot.node_id},
+            pick.task.id,
+            {"lifecycle_status": S.ASSIGNING, "executor": node_id},
             expected_status={S.CREATED},
         )
-        self._queue.pop(task.id, None)
-        if moved is None:
-            return False  # changed meanwhile (cancelled, or another dispatcher was first)
-        self._placed[task.id] = _Placed(slot.node_id, dict(task.resources), moved.update_date_time)
-        slot.take(task)
-        self._waiting_why.pop(task.id, None)
-        self.transitions.publish(Topic.TASK_ASSIGN, task.id, recipient=slot.node_id)
-        self.counts["assigned"] += 1
-        self._observe("observe_dispatch_latency", max(0, now_ms() - ready_ms) / 1000)
-        logger.debug("task %s assigned to %s", task.id, slot.node_id)
-        return True
+        if moved is not None:
+            self.transitions.publish(Topic.TASK_ASSIGN, pick.task.id, recipient=node_id)
+        return moved
 
     def _note_waiting(self, task: Task, slots: dict[str, NodeSlot]) -> None:
         """Log once (per reason) why a task cannot be placed, not at every pass."""

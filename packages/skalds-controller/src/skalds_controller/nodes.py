@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,8 +105,12 @@ class NodeDirectory:
     remembers nodes it saw, so they are reported offline rather than forgotten.
     """
 
+    SCHEMAS_MAX_AGE = 1.0
+    """Seconds :meth:`schemas` may answer from its last read (see there)."""
+
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
+        self._schemas: tuple[float, dict[str, dict[str, Any]]] | None = None
         self._seen: dict[str, NodeInfo] = {}
         self._beats: dict[str, str] = {}  # node id → the stamp its info was read at
         self._lock = threading.Lock()
@@ -140,11 +145,24 @@ class NodeDirectory:
     def get(self, node_id: str) -> NodeInfo | None:
         return next((n for n in self.list() if n.id == node_id), None)
 
-    def schemas(self) -> dict[str, dict[str, Any]]:
-        """className → JSON Schema, from the online nodes (any node's copy)."""
+    def schemas(self, *, max_age: float = 0.0) -> dict[str, dict[str, Any]]:
+        """className → JSON Schema, from the online nodes (any node's copy).
+
+        Args:
+            max_age: answer from the last read if it is at most this many seconds
+                old. Creating a task checks its attachments against these schemas,
+                and reading them costs cache round trips on every request; a class
+                missing from an older answer should be looked up again fresh (a node
+                that just came up), which callers do by asking with ``max_age=0``.
+        """
+        last = self._schemas
+        if last is not None and max_age > 0 and time.monotonic() - last[0] <= max_age:
+            return last[1]
+        read_at = time.monotonic()
         out: dict[str, dict[str, Any]] = {}
         for node in self.list():
             if node.online:
                 for name, worker in node.workers.items():
                     out.setdefault(name, worker.get("schema", {}))
+        self._schemas = (read_at, out)
         return out

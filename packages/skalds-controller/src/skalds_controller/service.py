@@ -46,8 +46,14 @@ class TaskService:
     # -- validation -------------------------------------------------------------------
 
     def check_attachments(self, class_name: str, attachments: dict[str, Any]) -> None:
-        """Validate against the JSON Schema nodes publish; 422 naming each failing field."""
-        schemas = self.nodes.schemas()
+        """Validate against the JSON Schema nodes publish; 422 naming each failing field.
+
+        The schemas may be up to a second old (one read per request was a third of
+        the cache traffic of a task flood); a className they lack is looked up fresh.
+        """
+        schemas = self.nodes.schemas(max_age=self.nodes.SCHEMAS_MAX_AGE)
+        if class_name not in schemas:
+            schemas = self.nodes.schemas()
         schema = schemas.get(class_name)
         if schema is None:
             known = sorted(schemas)

@@ -72,6 +72,15 @@ class ControllerSettings(SkaldConfig):
         validation_alias=_env("DISPATCHER_RECONCILE_INTERVAL"),
         description="longest time between two dispatch passes when no event wakes it",
     )
+    dispatcher_assign_concurrency: int = Field(
+        default=8,
+        ge=1,
+        validation_alias=_env("DISPATCHER_ASSIGN_CONCURRENCY"),
+        description=(
+            "assignments of one pass made at once (each is a store compare-and-set "
+            "plus a publish: round trips on real services); 1 makes them one by one"
+        ),
+    )
     retry_sweep_interval: float = Field(
         default=30.0,
         gt=0,

@@ -109,11 +109,22 @@ class TopicAdmin:
         return md
 
     def ping(self, timeout: float = 2.0) -> bool:
-        """True when a broker answers a metadata request within ``timeout`` seconds."""
+        """True when the cluster describes itself within ``timeout`` seconds.
+
+        A ``DescribeCluster`` request (brokers and controller only), not a metadata
+        request: that one returns every topic and partition, which on a cluster with
+        a few thousand partitions takes tens of milliseconds of CPU to turn into
+        Python objects, and nodes ping every two seconds.
+        """
+        admin = self._admin
         try:
-            return bool(self.metadata(timeout).brokers)
-        except BackendUnavailableError:
+            described = admin.describe_cluster(request_timeout=timeout).result(timeout + 1.0)
+        except Exception:  # KafkaException, or the future's own TimeoutError
+            admin.poll(0)  # serve error_cb: it has the reason (refused, DNS, TLS...)
             return False
+        admin.poll(0)
+        self._reporter.recovered()
+        return bool(described.nodes)
 
     def list_topics(self) -> list[str]:
         """Names of the topics in the cluster, without Kafka's internal ones."""

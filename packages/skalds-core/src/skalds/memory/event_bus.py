@@ -27,10 +27,17 @@ class MemoryEventBus(EventBus):
     A group's first subscription starts at the end of each topic; later
     subscriptions of the same group resume at the committed offset. Messages every
     known group has consumed are kept up to ``max_retained`` per topic.
+
+    One lock guards the logs; each waiting subscription sleeps on a condition of its
+    own, and a publish wakes only the subscriptions of that topic. (One condition
+    for all woke every subscription thread of the process for every message: a node
+    and a controller in one process have half a dozen, and each wake-up costs a
+    thread switch and a turn at the GIL.)
     """
 
     def __init__(self, max_retained: int = 100_000, max_message_bytes: int = 1_000_000) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._waiting: dict[str, set[threading.Condition]] = defaultdict(set)
         self._logs: dict[str, list[_Entry]] = defaultdict(list)
         self._base: dict[str, int] = defaultdict(int)
         self._next: dict[tuple[str, str], int] = {}
@@ -48,7 +55,7 @@ class MemoryEventBus(EventBus):
                 f"{self._max_message_bytes}-byte limit"
             )
         topic = str(topic)
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise PublishError("event bus is closed")
             log = self._logs[topic]
@@ -58,14 +65,15 @@ class MemoryEventBus(EventBus):
                 drop = len(log) - self._max_retained
                 del log[:drop]
                 self._base[topic] += drop
-            self._cond.notify_all()
+            for waiter in self._waiting.get(topic, ()):
+                waiter.notify()
 
     def subscribe(
         self, topics: Sequence[str], handler: MessageHandler, *, group: str
     ) -> Subscription:
         """Consume ``topics`` as ``group`` on a thread of its own."""
         names = [str(t) for t in topics]
-        with self._cond:
+        with self._lock:
             for topic in names:
                 end = self._base[topic] + len(self._logs[topic])
                 self._next.setdefault((group, topic), end)
@@ -73,15 +81,19 @@ class MemoryEventBus(EventBus):
 
     def close(self) -> None:
         """Stop every subscription; later publishes fail."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            for waiters in self._waiting.values():
+                for waiter in waiters:
+                    waiter.notify()
 
     # -- used by subscriptions --------------------------------------------------
 
-    def _claim(self, topics: list[str], group: str, stop: threading.Event) -> BusMessage | None:
-        """Wait for the next message of ``group`` (lowest publish order across topics)."""
-        with self._cond:
+    def _claim(
+        self, topics: list[str], group: str, stop: threading.Event, wake: threading.Condition
+    ) -> BusMessage | None:
+        """Wait on ``wake`` for the next message of ``group`` (lowest publish order)."""
+        with self._lock:
             while not (stop.is_set() or self._closed):
                 best: _Entry | None = None
                 for topic in topics:
@@ -104,8 +116,18 @@ class MemoryEventBus(EventBus):
                     msg = best.message
                     self._next[(group, msg.topic)] = msg.offset + 1
                     return msg
-                self._cond.wait()
+                for topic in topics:
+                    self._waiting[topic].add(wake)
+                try:
+                    wake.wait()
+                finally:
+                    for topic in topics:
+                        self._waiting[topic].discard(wake)
             return None
+
+    def _wake(self, wake: threading.Condition) -> None:
+        with self._lock:
+            wake.notify()
 
 
 class _MemorySubscription(Subscription):
@@ -117,12 +139,13 @@ class _MemorySubscription(Subscription):
         self._handler = handler
         self._group = group
         self._stop = threading.Event()
+        self._wake = threading.Condition(bus._lock)
         self._thread = threading.Thread(target=self._loop, name=f"skalds-bus-{group}", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while True:
-            msg = self._bus._claim(self._topics, self._group, self._stop)
+            msg = self._bus._claim(self._topics, self._group, self._stop, self._wake)
             if msg is None:
                 return
             try:
@@ -132,7 +155,6 @@ class _MemorySubscription(Subscription):
 
     def close(self) -> None:
         self._stop.set()
-        with self._bus._cond:
-            self._bus._cond.notify_all()
+        self._bus._wake(self._wake)
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=10)
