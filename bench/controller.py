@@ -46,21 +46,22 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-import httpx
 import psutil
-from pydantic import BaseModel
+from stamp_worker import StampWorker
 
 from skalds.memory import MemoryCache, MemoryEventBus, MemoryStore
 from skalds.model.task import TaskLifecycleStatus
 from skalds.node.skald import Skald
-from skalds.plugins import Backends, make_backends, make_plugin_manager
+from skalds.plugins import Backends, make_plugin_manager
 from skalds.ports.event_bus import BusMessage
 from skalds.utils.logging import logger
-from skalds.worker.baseclass import BaseTaskWorker, run_main_handler
-from skalds_controller import ControllerSettings, create_app
-from skalds_controller.server import ControllerServer
+from skalds_controller import ControllerSettings
+
+if TYPE_CHECKING:
+    import httpx
 
 S = TaskLifecycleStatus
 BENCH_DIR = Path(__file__).resolve().parent
@@ -70,25 +71,6 @@ SERVICES = {
     "cache_url": "redis://127.0.0.1:6379/0",
     "store_url": MONGO_URL,
 }
-
-
-class StampParams(BaseModel):
-    out: str = ""
-    forever: bool = False
-
-
-class StampWorker(BaseTaskWorker[StampParams]):
-    """Notes when its main handler is entered; returns at once (or runs until cancelled)."""
-
-    @run_main_handler
-    def main(self) -> None:
-        entered = time.monotonic_ns()
-        params: StampParams = self.attachments
-        if params.out:
-            with open(params.out, "w") as fh:
-                fh.write(str(entered))
-        if params.forever:
-            threading.Event().wait()
 
 
 def pct(values: list[float]) -> dict[str, float]:
@@ -103,10 +85,14 @@ def pct(values: list[float]) -> dict[str, float]:
 
 
 class Harness:
-    """A node and the controller's API (uvicorn on a free port) on one set of backends."""
+    """A node and the controller's API (uvicorn on a free port) on one set of backends.
 
-    def __init__(self, backends: Backends, **settings: Any) -> None:
-        self.backends = backends
+    Started in the order ``skalds up`` uses: the node first (it forks its fork server,
+    then builds the backends from the settings' URLs unless ``backends`` are given),
+    and the web stack is imported only after that.
+    """
+
+    def __init__(self, backends: Backends | None, **settings: Any) -> None:
         self.settings = ControllerSettings(
             skald_id=f"bench-{uuid.uuid4().hex[:6]}",
             port=0,
@@ -116,10 +102,19 @@ class Harness:
             log_path=tempfile.mkdtemp(prefix="skalds-bench-logs-"),
             **settings,
         )
-        self.node = Skald(self.settings, backends=backends)
+        # The installed adapters' plugins (load_entry_points=False leaves out workers)
+        plugins = make_plugin_manager(load_entry_points=backends is None)
+        self.node = Skald(self.settings, plugin_manager=plugins, backends=backends)
         self.node.register_task_worker(StampWorker)
-        self.node.start()  # the node forks its fork server before uvicorn's threads exist
-        self.server = ControllerServer(self.settings, create_app(self.settings, backends=backends))
+        self.node.start()
+        self.backends = self.node.backends
+        import httpx
+
+        from skalds_controller import create_app
+        from skalds_controller.server import ControllerServer
+
+        app = create_app(self.settings, backends=self.backends)
+        self.server = ControllerServer(self.settings, app)
         self._thread = threading.Thread(target=self.server.run, daemon=True)
         self._thread.start()
         if not self.server.ready.wait(30):
@@ -216,14 +211,16 @@ def post_load(url: str, prefix: str, count: int, clients: int, executor: str | N
     shares the machine with what it measures, so it should cost little CPU (httpx
     costs about 1 ms of CPU per request here, which the controller then lacks).
     """
-    where = httpx.URL(url)
+    where = urlsplit(url)
     local = threading.local()
     headers = {"Content-Type": "application/json"}
 
     def post(i: int) -> None:
         conn = getattr(local, "conn", None)
         if conn is None:
-            conn = local.conn = http.client.HTTPConnection(where.host, where.port, timeout=60)
+            conn = local.conn = http.client.HTTPConnection(
+                where.hostname or "127.0.0.1", where.port, timeout=60
+            )
         body: dict[str, Any] = {"id": f"{prefix}{i}", "className": "StampWorker"}
         if executor:
             body["executor"] = executor
@@ -318,13 +315,6 @@ def _drop_db(name: str) -> None:
         client.close()
 
 
-def _services_backends(db_name: str) -> Backends:
-    from skalds.config.skald_config import SkaldConfig
-
-    config = SkaldConfig(db_name=db_name, **SERVICES)
-    return make_backends(make_plugin_manager(), config)
-
-
 def node_failover_s(h: Harness, db_name: str, node_ttl: float | None = None) -> dict[str, Any]:
     """SIGKILL the node running a persistent task → the task Running on the other node.
 
@@ -347,7 +337,7 @@ def node_failover_s(h: Harness, db_name: str, node_ttl: float | None = None) -> 
         "LOG_LEVEL": "ERROR",
         "NODE_TTL_SECONDS": str(node_ttl),
     }
-    worker = ["--worker", "controller:StampWorker"]
+    worker = ["--worker", "stamp_worker:StampWorker"]
     victim = subprocess.Popen(
         [sys.executable, "-m", "skalds", "node", "--skald-id", other, *worker],
         env=env,
@@ -397,7 +387,7 @@ def node_failover_s(h: Harness, db_name: str, node_ttl: float | None = None) -> 
 def run_services(samples: int = 200, oneshots: int = 2000) -> dict[str, Any]:
     os.environ.setdefault("MONGO_WRITE_LOCKS", "off")  # see the module's docstring
     db_name = f"skalds_bench_{uuid.uuid4().hex[:8]}"
-    h = Harness(_services_backends(db_name), db_name=db_name, **SERVICES)
+    h = Harness(None, db_name=db_name, **SERVICES)
     try:
         result = measure(h, samples, oneshots, suffix="_services")
         result["mongo_write_locks"] = os.environ["MONGO_WRITE_LOCKS"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import Request
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp
+from starlette.datastructures import Headers, QueryParams
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from skalds_controller.bind import is_loopback
 from skalds_controller.errors import body
 
 __all__ = ["GuardMiddleware", "is_loopback"]
@@ -18,45 +18,53 @@ _DASHBOARD = "/dashboard"
 """The dashboard's shell and static files: they hold the login screen, and no data."""
 
 
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach."""
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
-class GuardMiddleware(BaseHTTPMiddleware):
+class GuardMiddleware:
     """Checks ``Authorization: Bearer <token>`` (constant-time) and the body size.
 
     SSE clients that cannot set headers (``EventSource``) may pass ``?token=``.
     ``/`` and the health check stay open so load balancers can probe; so does the
     dashboard's page (``/dashboard``, ``/dashboard/...``), which asks for the token itself.
+
+    Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which wraps every
+    request and response in tasks and streams of its own: that cost more CPU than
+    creating the task did.
     """
 
     def __init__(self, app: ASGIApp, token: str | None, max_body_bytes: int) -> None:
-        super().__init__(app)
+        self.app = app
         self.token = token
         self.max_body_bytes = max_body_bytes
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        length = request.headers.get("content-length")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            return JSONResponse(
+            refusal = JSONResponse(
                 body("PAYLOAD_TOO_LARGE", f"request body over {self.max_body_bytes} bytes"),
                 status_code=413,
             )
-        if self.token and not _is_open(request.url.path) and not self._authorized(request):
-            return JSONResponse(
+            await refusal(scope, receive, send)
+            return
+        path = scope["path"]
+        if self.token and not _is_open(path) and not self._authorized(scope, headers, path):
+            refusal = JSONResponse(
                 body("UNAUTHORIZED", "missing or wrong API token"),
                 status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        return await call_next(request)
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
-    def _authorized(self, request: Request) -> bool:
+    def _authorized(self, scope: Scope, headers: Headers, path: str) -> bool:
         assert self.token is not None
-        header = request.headers.get("authorization", "")
+        header = headers.get("authorization", "")
         given = header[7:] if header.lower().startswith("bearer ") else ""
-        if not given and request.url.path.startswith("/api/events/"):
-            given = request.query_params.get("token", "")
+        if not given and path.startswith("/api/events/"):
+            given = QueryParams(scope.get("query_string", b"")).get("token", "")
         return hmac.compare_digest(given.encode(), self.token.encode())
 
 

@@ -30,7 +30,11 @@ class Context:
     """The monitor/dispatcher of this app (set at start-up; None before, or in tests)."""
 
 
-def get_context(request: Request) -> Context:
-    """FastAPI dependency: the application's context."""
+async def get_context(request: Request) -> Context:
+    """FastAPI dependency: the application's context.
+
+    ``async`` although it waits on nothing: FastAPI runs a plain ``def`` dependency
+    on its thread pool, a thread hand-off per request for one attribute read.
+    """
     context: Context = request.app.state.context
     return context

@@ -22,24 +22,24 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import pluggy
-from fastapi import FastAPI
 
-from skalds.errors import BackendUnavailableError
+from skalds.errors import SkaldsError
 from skalds.node.skald import Skald
-from skalds.plugins import Backends, make_backends, make_plugin_manager, redact_url, unreachable
+from skalds.plugins import Backends, make_plugin_manager, redact_url
 from skalds.sqlite import SqliteStore, path_of_url
 from skalds.utils.logging import configure_logging, logger
-from skalds_controller.app import create_app
-from skalds_controller.routes.dashboard import DASHBOARD_PATH
-from skalds_controller.server import ControllerServer, check_bind
+from skalds_controller.bind import check_bind
 from skalds_controller.settings import ControllerSettings
 
-__all__ = ["EmbeddedSkalds"]
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
-_MAX_CONNECT_BACKOFF = 30.0
+    from skalds_controller.server import ControllerServer
+
+__all__ = ["EmbeddedSkalds"]
 
 
 class EmbeddedSkalds:
@@ -103,13 +103,23 @@ class EmbeddedSkalds:
         )
         backends: Backends | None = None
         try:
-            backends = self._connect()
-            if backends is None:
-                return 0
-            self.node = Skald(self.settings, plugin_manager=self.pm, backends=backends)
+            self.node = Skald(self.settings, plugin_manager=self.pm)
             for cls in self.workers:
                 self.node.register_task_worker(cls)
-            self.node.start()
+            try:
+                # Forks the fork server, then builds the backends and waits (retrying)
+                # until each answers: the fork server has not imported their clients.
+                self.node.start()
+            except SkaldsError:
+                if self._stop.is_set():
+                    return 0  # stopped while waiting for the backends
+                raise
+            backends = self.node.backends
+            # The web stack only now: the node's fork server (forked in start()) is
+            # then a copy of a process without it, so each task's fork copies less.
+            from skalds_controller.app import create_app
+            from skalds_controller.server import ControllerServer
+
             if not self._stop.is_set():
                 app = create_app(self.settings, backends=backends, plugin_manager=self.pm)
                 self.server = ControllerServer(
@@ -133,34 +143,14 @@ class EmbeddedSkalds:
     def stop(self) -> None:
         """Ask :meth:`run` to finish (safe from a signal handler or another thread)."""
         self._stop.set()
+        if self.node is not None:
+            self.node.request_stop()  # ends its wait for the backends, if it waits
         if self.server is not None:
             self.server.stop()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         logger.info("signal %s received; stopping", signum)
         self.stop()
-
-    def _connect(self) -> Backends | None:
-        """The backends, once each answers (retrying with back-off); None if stopped first."""
-        delay = 0.5
-        backends: Backends | None = None
-        while not self._stop.is_set():
-            if backends is None:
-                try:
-                    backends = make_backends(self.pm, self.settings)
-                except BackendUnavailableError as exc:
-                    problem = str(exc)
-            if backends is not None:
-                down = unreachable(backends, self.settings)
-                if not down:
-                    return backends
-                problem = "cannot reach the " + "; the ".join(down)
-            logger.error("%s; retrying in %.1f s", problem, delay)
-            self._stop.wait(delay)
-            delay = min(delay * 2, _MAX_CONNECT_BACKOFF)
-        if backends is not None:
-            backends.close()
-        return None
 
     def _banner(self, url: str, app: FastAPI) -> None:
         """Tell the person who typed ``skalds up`` where to go and what to try."""
@@ -184,12 +174,14 @@ class EmbeddedSkalds:
             example += f" --url {url}"
         if s.api_token:
             example += "  (with SKALDS_API_TOKEN set)"
+        from skalds_controller.routes.dashboard import DASHBOARD_PATH as dashboard_path
+
         lines = [
             f"Skalds is up: controller ({s.mode.value} mode) and node {s.skald_id}",
             f"  backends   {where}",
             *([f"  database   {os.path.abspath(db_path)}"] if db_path is not None else []),
             f"  API        {url}/api/docs",
-            f"  dashboard  {url}{DASHBOARD_PATH}",
+            f"  dashboard  {url}{dashboard_path}",
             f"  workers    {', '.join(names) or 'none installed (pass --worker module:Class)'}",
             f"  try        {example}",
             "Ctrl-C stops everything (running workers get their release handlers).",

@@ -16,8 +16,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from skalds.errors import ConfigError, SkaldsError
-from skalds_controller.auth import is_loopback
+from skalds.errors import SkaldsError
+from skalds_controller.bind import InsecureBindError, check_bind
 from skalds_controller.settings import ControllerSettings
 
 __all__ = [
@@ -32,28 +32,8 @@ _GRACEFUL_SHUTDOWN_SECONDS = 3
 """Open streams (SSE, followed logs) get this long to end before the server closes them."""
 
 
-class InsecureBindError(ConfigError):
-    """The API would be reachable from other machines without a token."""
-
-
 class ServerStartError(SkaldsError):
     """uvicorn could not start (address in use, application start-up failed)."""
-
-
-def check_bind(settings: ControllerSettings) -> None:
-    """Refuse a non-loopback address without ``SKALDS_API_TOKEN``.
-
-    Raises:
-        InsecureBindError: ``settings.host`` is reachable from other machines and no
-            API token is set.
-    """
-    if settings.api_token or is_loopback(settings.host):
-        return
-    raise InsecureBindError(
-        f"refusing to listen on {settings.host}:{settings.port} without an API token: "
-        "anyone who reaches this address could run and stop tasks. Set SKALDS_API_TOKEN "
-        "(clients send 'Authorization: Bearer <token>'), or listen on 127.0.0.1."
-    )
 
 
 def _format_url(host: str, port: int) -> str:

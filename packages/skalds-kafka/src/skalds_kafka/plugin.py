@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from skalds.hookspecs import hookimpl
-from skalds_kafka.bus import KafkaEventBus
 
 if TYPE_CHECKING:
     from skalds.config.skald_config import SkaldConfig
+    from skalds_kafka.bus import KafkaEventBus
 
 __all__ = ["skalds_make_event_bus"]
 
@@ -24,4 +24,6 @@ def skalds_make_event_bus(url: str, config: SkaldConfig) -> KafkaEventBus | None
     """
     if urlsplit(url).scheme != "kafka":
         return None
+    from skalds_kafka.bus import KafkaEventBus  # here: finding the plugin imports no client
+
     return KafkaEventBus.from_url(url, config)

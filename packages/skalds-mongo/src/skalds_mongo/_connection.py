@@ -23,6 +23,7 @@ from pymongo.errors import (
 
 from skalds.errors import BackendUnavailableError, ConfigError, SkaldsError
 from skalds_mongo.errors import MongoStoreError
+from skalds_mongo.plugin import SCHEMES
 
 __all__ = [
     "DEFAULT_DB_NAME",
@@ -35,7 +36,6 @@ __all__ = [
     "translate_error",
 ]
 
-SCHEMES = ("mongodb", "mongodb+srv")
 DEFAULT_DB_NAME = "skalds"
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 3000
 

@@ -12,13 +12,15 @@ from urllib.parse import urlsplit
 
 from skalds.errors import ConfigError
 from skalds.hookspecs import hookimpl
-from skalds_mongo._connection import SCHEMES
-from skalds_mongo.store import MongoStore
 
 if TYPE_CHECKING:
     from skalds.config.skald_config import SkaldConfig
+    from skalds_mongo.store import MongoStore
 
-__all__ = ["WRITE_LOCKS_ENV", "skalds_make_store", "write_locks_setting"]
+__all__ = ["SCHEMES", "WRITE_LOCKS_ENV", "skalds_make_store", "write_locks_setting"]
+
+SCHEMES = ("mongodb", "mongodb+srv")
+"""The store URLs this adapter answers (checked before the client library is imported)."""
 
 WRITE_LOCKS_ENV = "MONGO_WRITE_LOCKS"
 _WRITE_LOCKS = {"auto": None, "on": True, "off": False}
@@ -56,5 +58,7 @@ def skalds_make_store(url: str, config: SkaldConfig) -> MongoStore | None:
     """
     if urlsplit(url).scheme not in SCHEMES:
         return None
+    from skalds_mongo.store import MongoStore  # here: finding the plugin imports no client
+
     explicit = config.db_name if "db_name" in config.model_fields_set else None
     return MongoStore(url, db_name=explicit, write_locks=write_locks_setting())

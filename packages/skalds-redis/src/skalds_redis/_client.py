@@ -18,6 +18,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from skalds.errors import BackendUnavailableError, ConfigError
+from skalds_redis.plugin import SCHEMES
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -31,7 +32,6 @@ __all__ = [
     "ttl_ms",
 ]
 
-SCHEMES = ("redis", "rediss")
 DEFAULT_CONNECT_TIMEOUT = 2.0
 DEFAULT_SOCKET_TIMEOUT = 5.0
 

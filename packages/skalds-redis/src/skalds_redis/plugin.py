@@ -10,13 +10,15 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from skalds.hookspecs import hookimpl
-from skalds_redis._client import SCHEMES
-from skalds_redis.cache import RedisCache
 
 if TYPE_CHECKING:
     from skalds.config.skald_config import SkaldConfig
+    from skalds_redis.cache import RedisCache
 
-__all__ = ["skalds_make_cache"]
+__all__ = ["SCHEMES", "skalds_make_cache"]
+
+SCHEMES = ("redis", "rediss")
+"""The cache URLs this adapter answers (checked before the client library is imported)."""
 
 
 @hookimpl
@@ -33,6 +35,8 @@ def skalds_make_cache(url: str, config: SkaldConfig) -> RedisCache | None:
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
         return None
+    from skalds_redis.cache import RedisCache  # here: finding the plugin imports no client
+
     has_db = parts.path.strip("/") != "" or "db=" in parts.query
     return RedisCache.from_url(
         url,

@@ -214,7 +214,18 @@ def run_controller(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from skalds.system_controller.main import ControllerSettings, EmbeddedSkalds
+    # Not through skalds.system_controller.main: that imports the web stack, which
+    # `skalds up` loads only after its node forked the fork server (smaller forks).
+    import importlib.util
+
+    try:
+        import skalds_controller  # noqa: F401 - the package first: a submodule loaded
+        from skalds_controller.embedded import EmbeddedSkalds  # earlier would hide its absence
+        from skalds_controller.settings import ControllerSettings
+    except ImportError as exc:
+        raise MissingExtraError("System Controller", "controller") from exc
+    if any(importlib.util.find_spec(name) is None for name in ("fastapi", "uvicorn")):
+        raise MissingExtraError("System Controller", "controller")
 
     overrides: dict[str, Any] = {"skald_mode": "node", "mode": "DISPATCHER"}
     if not args.no_log_files:

@@ -33,6 +33,7 @@ from skalds.node.supervisor import TaskSupervisor
 from skalds.plugins import Backends, make_backends, make_plugin_manager, unreachable
 from skalds.ports.cache import Cache
 from skalds.ports.event_bus import EventBus, Subscription
+from skalds.ports.runtime import WorkerListener, WorkerOutcome
 from skalds.ports.store import Store, TaskQuery
 from skalds.utils.logging import configure_logging, logger
 from skalds.worker.registry import WorkerRegistry
@@ -43,6 +44,35 @@ S = TaskLifecycleStatus
 W = TypeVar("W", bound=type)
 _HEALTH_CHECK_SECONDS = 2.0
 _MAX_CONNECT_BACKOFF = 30.0
+
+
+class _ListenerRelay:
+    """The runtime's listener, handing on to the supervisor once it exists.
+
+    The runtime starts (forks its fork server) before the backends are built, and
+    the supervisor needs the backends; no worker runs, so nothing is reported, before
+    :attr:`target` is set.
+    """
+
+    def __init__(self) -> None:
+        self.target: WorkerListener | None = None
+
+    def _listener(self) -> WorkerListener:
+        if self.target is None:
+            raise SkaldsError("a worker reported before the node finished starting")
+        return self.target
+
+    def worker_started(self, task_id: str, pid: int) -> None:
+        self._listener().worker_started(task_id, pid)
+
+    def worker_heartbeat(self, task_id: str, value: int) -> None:
+        self._listener().worker_heartbeat(task_id, value)
+
+    def worker_update_applied(self, task_id: str, seq: int, error: str | None) -> None:
+        self._listener().worker_update_applied(task_id, seq, error)
+
+    def worker_exited(self, task_id: str, outcome: WorkerOutcome) -> None:
+        self._listener().worker_exited(task_id, outcome)
 
 
 class Skald:
@@ -207,15 +237,26 @@ class Skald:
         if cfg.skald_mode == "edge" and not cfg.yaml_file:
             raise ConfigError("edge mode needs yaml_file (YAML_FILE): the workers to run")
         self._load_plugin_workers()
-        backends = self._connect()
-        self._executor = LaneExecutor(DEFAULT_LANES, name=f"skalds-node-{cfg.skald_id}")
-        supervisor = TaskSupervisor(cfg, self.registry, backends, self._executor, self.pm.hook)
+        relay = _ListenerRelay()
         runtime = self.pm.hook.skalds_make_worker_runtime(
-            url=cfg.runtime_url, config=cfg, registry=self.registry, listener=supervisor
+            url=cfg.runtime_url, config=cfg, registry=self.registry, listener=relay
         )
         if runtime is None:
             raise ConfigError(f"no plugin provides a worker runtime for {cfg.runtime_url!r}")
-        runtime.start()  # forks the fork server: before this node starts its threads
+        # The fork server is forked first: before this node starts any thread, and
+        # before it builds its backends. Every task process is a fork of that server,
+        # and a fork copies the page tables of all it holds (its exit frees them
+        # again): the client libraries the backends import (pymongo, redis-py,
+        # confluent-kafka) made each one-shot task cost about a third more CPU.
+        runtime.start()
+        try:
+            backends = self._connect()
+        except BaseException:
+            runtime.close(cfg.cancel_grace_seconds)
+            raise
+        self._executor = LaneExecutor(DEFAULT_LANES, name=f"skalds-node-{cfg.skald_id}")
+        supervisor = TaskSupervisor(cfg, self.registry, backends, self._executor, self.pm.hook)
+        relay.target = supervisor
         supervisor.runtime = runtime
         self._supervisor = supervisor
         self._started = True
@@ -243,6 +284,13 @@ class Skald:
                 target=self._reconcile_loop, name="skalds-reconcile", daemon=True
             )
             self._reconcile_thread.start()
+
+    def request_stop(self) -> None:
+        """Make :meth:`run` return, and a :meth:`start` waiting for its backends give up.
+
+        Only sets a flag, so it is safe in a signal handler; :meth:`stop` does the rest.
+        """
+        self._stop_event.set()
 
     def stop(self) -> None:
         """Stop every worker (cancel with the grace period), leave the registry, close."""
