@@ -287,19 +287,22 @@ def measure(h: Harness, samples: int, oneshots: int, suffix: str = "") -> dict[s
 
 
 def run_embedded(samples: int = 200, oneshots: int = 2000) -> dict[str, Any]:
-    """The figures of ``skalds up``'s setup; plus one-shot throughput with the API only
-    (``CONTROLLER`` mode: no monitor, no dispatcher), which shows what those cost."""
+    """The figures of ``skalds up``'s setup (in-memory backends)."""
     h = Harness(Backends(MemoryEventBus(), MemoryCache(), MemoryStore()))
     try:
-        result = measure(h, samples, oneshots)
+        return measure(h, samples, oneshots)
     finally:
         h.close()
+
+
+def run_api_only(samples: int = 200, oneshots: int = 2000) -> dict[str, Any]:
+    """One-shot throughput with the API only (``CONTROLLER`` mode: no monitor, no
+    dispatcher), which shows what those cost."""
     h = Harness(Backends(MemoryEventBus(), MemoryCache(), MemoryStore()), mode="CONTROLLER")
     try:
-        result["oneshot_per_s_api_only"] = oneshot_per_s(h, oneshots, direct=True)
+        return {"oneshot_per_s_api_only": oneshot_per_s(h, oneshots, direct=True)}
     finally:
         h.close()
-    return result
 
 
 # -- real services ----------------------------------------------------------------------
@@ -401,12 +404,40 @@ def run_services(samples: int = 200, oneshots: int = 2000) -> dict[str, Any]:
         _drop_db(db_name)
 
 
+PARTS: dict[str, Callable[[int, int], dict[str, Any]]] = {
+    "embedded": run_embedded,
+    "api_only": run_api_only,
+    "services": run_services,
+}
+
+
+def run_part(part: str, samples: int, oneshots: int) -> dict[str, Any]:
+    """Run one part in a process of its own and return its figures.
+
+    Each part starts a node, whose fork server is a copy of the process at that
+    moment: after another part that process would hold the web stack and every client
+    library, and each task's fork and exit would cost more than under ``skalds up``.
+    """
+    command = [sys.executable, str(Path(__file__).resolve()), "--part", part, "--json"]
+    done = subprocess.run(
+        [*command, "--samples", str(samples), "--oneshots", str(oneshots)],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench part {part!r} failed (exit {done.returncode})")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def run(services: bool, samples: int = 200, oneshots: int = 2000) -> dict[str, Any]:
     """The controller figures for ``bench/run.py`` (``node_failover_s`` needs services)."""
-    result = run_embedded(samples, oneshots)
+    result = run_part("embedded", samples, oneshots)
+    result.update(run_part("api_only", samples, oneshots))
     result["node_failover_s"] = None
     if services:
-        result.update(run_services(samples, oneshots))
+        result.update(run_part("services", samples, oneshots))
     return result
 
 
@@ -417,13 +448,17 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=200, help="tasks timed for latency")
     parser.add_argument("--oneshots", type=int, default=2000, help="tasks for throughput")
     parser.add_argument("--post-load", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.post_load:
         url, prefix, count, clients, executor = args.post_load
         post_load(url, prefix, int(count), int(clients), executor or None)
         return 0
     logger.setLevel("ERROR")
-    result = run(args.services, args.samples, args.oneshots)
+    if args.part:
+        result = PARTS[args.part](args.samples, args.oneshots)
+    else:
+        result = run(args.services, args.samples, args.oneshots)
     if args.json:
         print(json.dumps(result))
     else:

@@ -535,3 +535,47 @@ def test_a_failed_assignment_in_a_batch_fails_the_pass_after_filing_the_others(
         dispatcher.stop()
     assert dispatcher.counts["assigned"] == 3
     assert all(store.get_task(f"b{i}").executor == "ghost" for i in range(3))
+
+
+class _ReadCountingStore(_SlowStore):
+    """Counts ``get_task`` calls per task id (no delay)."""
+
+    def __init__(self, store: Any) -> None:
+        super().__init__(store, delay=0.0)
+        self.reads: Counter[str] = Counter()
+
+    def get_task(self, task_id: str) -> Any:
+        self.reads[task_id] += 1
+        return self._store.get_task(task_id)
+
+
+def test_a_task_created_through_this_controller_is_dispatched_without_reading_it_back(
+    skalds_backends, make_node, tmp_path
+):
+    make_node()
+    store = _ReadCountingStore(skalds_backends.store)
+    backends = dataclasses.replace(skalds_backends, store=store)
+    app = create_app(ControllerSettings(load_entry_points=False), backends=backends)
+    with TestClient(app) as client:
+        context = app.state.context
+        wait_for(lambda: context.background is not None and context.background.dispatcher)
+        # The first pass after winning the lease lists the store; later ones do not.
+        post_probe_task(client, "warm-up", tmp_path / "warm-up")
+        wait_for(lambda: stored(skalds_backends, "warm-up").lifecycle_status is S.FINISHED)
+        for i in range(5):
+            post_probe_task(client, f"mine{i}", tmp_path / f"mine{i}")
+        for i in range(5):
+            wait_for(lambda i=i: stored(skalds_backends, f"mine{i}").lifecycle_status is S.FINISHED)
+        # Created elsewhere (another controller's API): only its event tells this one.
+        skalds_backends.store.create_task(
+            Task(
+                id="theirs", className="ProbeWorker", attachments={"traceFile": str(tmp_path / "t")}
+            )
+        )
+        event = TaskEvent(task_ids=["theirs"], initiator="controller-other")
+        skalds_backends.event_bus.publish(
+            Topic.TASK_CREATED.value, "theirs", event.model_dump_json()
+        )
+        wait_for(lambda: stored(skalds_backends, "theirs").lifecycle_status is S.FINISHED)
+    assert all(store.reads[f"mine{i}"] == 0 for i in range(5)), store.reads
+    assert store.reads["theirs"] >= 1

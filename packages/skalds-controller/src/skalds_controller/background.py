@@ -98,6 +98,7 @@ def start_background(context: Context, *, observer: DispatchObserver | None = No
             observer=observer,
         )
         monitor.add_listener(dispatcher.on_node_change)
+        context.tasks.on_created.append(dispatcher.offer)
         background.dispatcher = dispatcher
         background.leases.append(dispatch_lease)
     for lease in background.leases:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ DISPATCHER_TOPICS = (
 )
 _ENDED_TITLES = frozenset({S.FINISHED.value, S.FAILED.value, S.CANCELLED.value})
 _SUBSCRIBE_RETRY_SECONDS = 2.0
+_OFFERS_REMEMBERED = 10_000
 
 
 class DispatchObserver(Protocol):
@@ -173,6 +175,9 @@ class Dispatcher:
         self._assigned: set[str] = set()  # by someone else
         self._started: set[str] = set()
         self._ended: set[str] = set()
+        # Tasks this process's API created, handed over in memory (see offer):
+        self._offered: dict[str, Task] = {}
+        self._offered_ids: OrderedDict[str, None] = OrderedDict()  # their events, to skip
         self._subscription: Subscription | None = None
         self._thread: threading.Thread | None = None
         self._subscriber: threading.Thread | None = None
@@ -214,6 +219,22 @@ class Dispatcher:
 
     def wake(self) -> None:
         """Run a pass as soon as possible (cheap; many wakes make one pass)."""
+        self._wake.set()
+
+    def offer(self, task: Task) -> None:
+        """Take a task this process just created, without reading it back from the store.
+
+        The API calls this after storing a task and publishing ``task.created``; that
+        event then needs no store read either. Only a shortcut: a task changed since
+        (cancelled, say) fails its compare-and-set and is dropped, as with any stale
+        memory, and a controller that does not lead forgets its offers with its notes.
+        """
+        with self._notes_lock:
+            self._offered[task.id] = task
+            self._noted.add(task.id)
+            self._offered_ids[task.id] = None
+            while len(self._offered_ids) > _OFFERS_REMEMBERED:
+                self._offered_ids.popitem(last=False)
         self._wake.set()
 
     def on_node_change(self, node_id: str, online: bool) -> None:
@@ -277,7 +298,18 @@ class Dispatcher:
             if event.initiator != self.controller_id:
                 self._note(self._assigned, ids)  # it takes a slot: read it at the next pass
             return
-        if msg.topic == Topic.TASK_CREATED.value or event.title == S.CREATED.value:
+        if msg.topic == Topic.TASK_CREATED.value:
+            fresh = []
+            with self._notes_lock:  # a task offered in memory needs no second look
+                for task_id in ids:
+                    if task_id in self._offered_ids:
+                        del self._offered_ids[task_id]
+                    else:
+                        fresh.append(task_id)
+                self._noted.update(fresh)
+            if not fresh:
+                return
+        elif event.title == S.CREATED.value:
             self._note(self._noted, ids)
         elif event.title == S.RUNNING.value:
             self._note(self._started, ids)
@@ -294,15 +326,16 @@ class Dispatcher:
         with self._notes_lock:
             into.update(ids)
 
-    def _take_notes(self) -> tuple[set[str], set[str], set[str]]:
-        """Return (to read, started, ended) ids, and forget them."""
+    def _take_notes(self) -> tuple[set[str], set[str], set[str], dict[str, Task]]:
+        """Return (to read, started, ended) ids and the offered tasks, and forget them."""
         with self._notes_lock:
+            offered, self._offered = self._offered, {}
             noted, self._noted = self._noted, set()
             assigned, self._assigned = self._assigned, set()
             started, self._started = self._started, set()
             ended, self._ended = self._ended, set()
         noted.update(assigned - self._placed.keys() - ended)
-        return noted, started, ended
+        return noted, started, ended, offered
 
     def _observe(self, method: str, *args: Any) -> None:
         if self.observer is None:
@@ -426,7 +459,7 @@ class Dispatcher:
 
     def _apply_notes(self) -> None:
         """Bring memory up to date with what events said since the last pass."""
-        noted, started, ended = self._take_notes()
+        noted, started, ended, offered = self._take_notes()
         for task_id in ended:
             self._queue.pop(task_id, None)
             self._placed.pop(task_id, None)
@@ -437,7 +470,10 @@ class Dispatcher:
             else:
                 placed.assigning_since = None
         for task_id in noted:  # even if it ended too: a retry re-creates a failed task
-            self._learn(task_id, self.backends.store.get_task(task_id))
+            task = offered.get(task_id)
+            if task is None or task_id in ended:
+                task = self.backends.store.get_task(task_id)
+            self._learn(task_id, task)
 
     def _learn(self, task_id: str, task: Task | None) -> None:
         """File ``task`` (as read from the store) as waiting, placed, or neither."""

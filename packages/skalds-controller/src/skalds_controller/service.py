@@ -8,6 +8,7 @@ reconcile picks it up.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -34,6 +35,9 @@ class TaskService:
         self.nodes = nodes
         self.initiator = initiator
         self._transitions = Transitions(backends, initiator)
+        self.on_created: list[Callable[[Task], None]] = []
+        """Called with each task created without an executor (this process's dispatcher
+        takes it from here instead of reading it back from the store)."""
 
     # -- reading ----------------------------------------------------------------------
 
@@ -104,6 +108,8 @@ class TaskService:
             self.publish(Topic.TASK_ASSIGN, created.id, recipient=created.executor)
         else:
             self.publish(Topic.TASK_CREATED, created.id)  # the dispatcher reacts at once
+            for listener in self.on_created:
+                listener(created)
         return created
 
     def update_attachments(self, task_id: str, attachments: dict[str, Any]) -> tuple[Task, bool]:
