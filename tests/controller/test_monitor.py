@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import time
@@ -118,6 +119,51 @@ def test_a_dead_nodes_persistent_tasks_move_and_the_others_fail(
     assert once.error_message == f"node {doomed.skald_id} went offline while the task was Running"
     assert read_lines(tmp_path / "once").count("main") == 1
     assert moved_after < 3.5, f"re-placed {moved_after:.2f} s after the node died"
+
+
+class _OrderRecordingStore:
+    """The test's store, noting when tasks are re-queued and when a node's are listed."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.calls: list[tuple[str, str]] = []
+
+    def list_tasks(self, query: Any = None) -> Any:
+        if query is not None and query.executor:
+            self.calls.append(("list", query.executor))
+        return self._store.list_tasks(query)
+
+    def update_task(self, task_id: str, changes: Any, **kwargs: Any) -> Any:
+        if changes.get("lifecycle_status") is S.CREATED:
+            self.calls.append(("requeue", task_id))
+        return self._store.update_task(task_id, changes, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_a_dead_nodes_reported_tasks_are_taken_back_before_its_tasks_are_queried(
+    skalds_backends, make_node, monkeypatch, tmp_path
+):
+    """A store query by executor is a collection scan on FerretDB: not on the fast path."""
+    store = _OrderRecordingStore(skalds_backends.store)
+    backends = dataclasses.replace(skalds_backends, store=store)
+    app = create_app(ControllerSettings(load_entry_points=False), backends=backends)
+    background = start_background(app.state.context)
+    try:
+        doomed = make_node()
+        create(TestClient(app), "keep", tmp_path / "keep", isPersistent=True)
+        wait_for(lambda: running_on(skalds_backends, "keep", doomed.skald_id))
+        assert background.monitor is not None
+        wait_for(lambda: "keep" in background.monitor._reported.get(doomed.skald_id, []))
+        heir = make_node()
+        crash(doomed, monkeypatch)
+        wait_for(lambda: running_on(skalds_backends, "keep", heir.skald_id), timeout=6)
+    finally:
+        background()
+    assert ("requeue", "keep") in store.calls and ("list", doomed.skald_id) in store.calls
+    requeued = store.calls.index(("requeue", "keep"))
+    assert requeued < store.calls.index(("list", doomed.skald_id)), store.calls
 
 
 def test_tasks_left_on_a_node_nobody_saw_alive_are_taken_back(

@@ -106,6 +106,8 @@ class Monitor:
         self._healthy_since: float | None = None
         self._silent_before: set[tuple[str, str]] = set()
         self._beating: set[str] = set()
+        # node → the task ids it last reported (read with the stall checks, every second)
+        self._reported: dict[str, list[str]] = {}
         self._next_stall_check = 0.0
         self._next_sweep = 0.0
         self._stop = threading.Event()
@@ -232,18 +234,37 @@ class Monitor:
     # -- dead nodes -----------------------------------------------------------------------
 
     def _take_back_tasks_of(self, node_id: str) -> None:
-        """Re-queue the persistent tasks of an offline node, fail the others."""
-        tasks = self.backends.store.list_tasks(TaskQuery(executor=node_id, statuses=_TAKEN_BACK))
-        if tasks:
+        """Re-queue the persistent tasks of an offline node, fail the others.
+
+        The tasks the node last reported go first, each read by id: the query for all
+        of its tasks is a scan of the whole collection on stores without usable
+        indexes (FerretDB), which after a busy hour takes long enough to matter to how
+        soon a persistent task runs again. The query then finds any task the node took
+        after its last report.
+        """
+        taken = 0
+        seen: set[str] = set()
+        for task_id in self._reported.pop(node_id, []):
+            seen.add(task_id)
+            current = self.backends.store.get_task(task_id)
+            if current is not None and self._taken_back(current, node_id):
+                taken += 1
+        rest = self.backends.store.list_tasks(TaskQuery(executor=node_id, statuses=_TAKEN_BACK))
+        for task in rest:
+            if task.id not in seen:
+                current = self.backends.store.get_task(task.id)
+                if current is not None and self._taken_back(current, node_id):
+                    taken += 1
+        if taken:
             self.counts["nodesLost"] += 1
-            logger.warning(
-                "monitor: node %s went offline with %d unfinished tasks", node_id, len(tasks)
-            )
-        for task in tasks:
-            current = self.backends.store.get_task(task.id)
-            if current is None or current.executor != node_id:
-                continue  # moved meanwhile
-            self._take_back(current, node_id)
+            logger.warning("monitor: node %s went offline with %d unfinished tasks", node_id, taken)
+
+    def _taken_back(self, task: Task, node_id: str) -> bool:
+        """Take ``task`` back if it is still an unfinished task of ``node_id``."""
+        if task.executor != node_id or task.lifecycle_status not in _TAKEN_BACK:
+            return False  # moved or ended meanwhile
+        self._take_back(task, node_id)
+        return True
 
     def _take_back(self, task: Task, node_id: str) -> None:
         was = task.lifecycle_status
@@ -305,6 +326,7 @@ class Monitor:
             tasks = [t for t in info.get("tasks", []) if isinstance(t, dict)]
         except (ValueError, AttributeError):
             return []  # a node writing garbage is not evidence against its workers
+        self._reported[node_id] = [str(t["id"]) for t in tasks if t.get("id")]
         return [t for t in tasks if t.get("status") == S.RUNNING.value and t.get("id")]
 
     def _fail_stalled(self, node_id: str, task_id: str) -> None:
