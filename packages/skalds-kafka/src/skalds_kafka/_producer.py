@@ -59,8 +59,8 @@ class ConfirmingProducer:
     """Idempotent producer (acks=all) with a blocking, confirming ``send``.
 
     The librdkafka client and its poller thread start at the first ``send``, so
-    building one starts no thread (a node forks its fork server after building its
-    backends, and a fork should copy no running client).
+    building one starts no thread (backends handed to a node are built before it
+    forks its fork server, and a fork should copy no running client).
 
     Args:
         settings: where Kafka is and how to authenticate.

@@ -92,7 +92,7 @@ class KafkaEventBus(EventBus):
             if seeds:
                 self._admin.ensure(seeds)
         finally:
-            # No client threads until first use: a node forks its fork server next.
+            # No client threads until first use: a node given this bus forks after it.
             self._admin.release()
         self._producer = ConfirmingProducer(
             settings, timeout=publish_timeout, client="producer", extra=producer_options
