@@ -163,6 +163,8 @@ class Skald:
                 problem = "cannot reach the " + "; the ".join(down)
             logger.error("%s; retrying in %.1f s", problem, delay)
             if self._stop_event.wait(delay):
+                if backends is not None and self._backends is None:
+                    backends.close()  # built here, never handed out: no client left behind
                 raise SkaldsError("node stopped before its backends were reachable")
             delay = min(delay * 2, _MAX_CONNECT_BACKOFF)
 
