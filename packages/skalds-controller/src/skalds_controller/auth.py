@@ -8,10 +8,9 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from skalds_controller.bind import is_loopback
 from skalds_controller.errors import body
 
-__all__ = ["GuardMiddleware", "is_loopback"]
+__all__ = ["GuardMiddleware"]
 
 _OPEN_PATHS = frozenset({"/", "/api/system/health"})
 _DASHBOARD = "/dashboard"
