@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -110,6 +111,7 @@ def test_an_unknown_class_name_fails_that_task_with_a_clear_reason(skalds_node_f
     assert task is not None and task.error_message is not None
     assert "unknown worker className 'NoSuchWorker'" in task.error_message
     assert "ProbeWorker" in task.error_message  # lists what is registered
+    assert task.attempts == 0  # nothing ran: no attempt counted, so no retry is due
 
 
 def test_invalid_stored_attachments_fail_only_that_task(skalds_node_factory, tmp_path):
@@ -128,6 +130,32 @@ def test_invalid_stored_attachments_fail_only_that_task(skalds_node_factory, tmp
     task = node.store.get_task("bad")
     assert task is not None and "fixFrame" in (task.error_message or "")
     assert "traceFile" in (task.error_message or "")
+    assert task.attempts == 0
+    good = node.store.get_task("good")
+    assert good is not None and good.attempts == 1
+
+
+def test_an_assigned_task_starts_from_one_compare_and_set_without_a_read(
+    skalds_node_factory, tmp_path, monkeypatch
+):
+    """The node's compare-and-set returns the task: no read per assignment."""
+    node = skalds_node_factory(workers=[ProbeWorker])
+    task = probe_task("direct", node.skald_id, tmp_path / "t")
+    node.store.create_task(task.model_copy(update={"lifecycle_status": S.ASSIGNING}))
+    node_reads: list[str] = []
+    real_get = node.store.get_task
+
+    def get_task(task_id: str) -> Task | None:
+        if threading.current_thread() is not threading.main_thread():
+            node_reads.append(task_id)  # the node's threads, not this test's polling
+        return real_get(task_id)
+
+    monkeypatch.setattr(node.store, "get_task", get_task)
+    assign(node.event_bus, "direct")
+    wait_for(lambda: status(node, "direct") is S.FINISHED)
+    assert node_reads == []
+    stored = real_get("direct")
+    assert stored is not None and stored.attempts == 1 and stored.executor == node.skald_id
 
 
 def test_update_event_makes_the_node_read_new_attachments_from_the_store(

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from skalds.errors import TaskExistsError, TaskNotFoundError
 from skalds.model.task import ModeEnum, Task, TaskLifecycleStatus
-from skalds.ports import Store, TaskQuery
+from skalds.ports import Increment, Store, TaskQuery
 
 S = TaskLifecycleStatus
 
@@ -102,6 +102,87 @@ def test_status_change_is_compare_and_set(store: Store):
     assert stale is None
     got = store.get_task(task.id)
     assert got is not None and got.lifecycle_status is S.ASSIGNING and got.executor is None
+
+
+def test_compare_and_set_can_require_the_executor(store: Store):
+    task = make_task(executor="node-a", lifecycle_status=S.ASSIGNING)
+    store.create_task(task)
+    # another node's stale assign event: the executor differs, nothing changes
+    assert (
+        store.update_task(
+            task.id,
+            {"lifecycle_status": S.RUNNING},
+            expected_status={S.ASSIGNING},
+            expected_executor="node-b",
+        )
+        is None
+    )
+    got = store.get_task(task.id)
+    assert got is not None and got.lifecycle_status is S.ASSIGNING
+    # the right executor but a status that does not match: refused too
+    assert (
+        store.update_task(
+            task.id,
+            {"lifecycle_status": S.RUNNING},
+            expected_status={S.CREATED},
+            expected_executor="node-a",
+        )
+        is None
+    )
+    moved = store.update_task(
+        task.id,
+        {"lifecycle_status": S.RUNNING},
+        expected_status={S.ASSIGNING},
+        expected_executor="node-a",
+    )
+    assert moved is not None and moved.lifecycle_status is S.RUNNING
+    assert moved.executor == "node-a"
+    unassigned = make_task()  # no executor at all never matches an expected one
+    store.create_task(unassigned)
+    assert store.update_task(unassigned.id, {"priority": 2}, expected_executor="node-a") is None
+
+
+def test_an_increment_adds_to_the_stored_number(store: Store):
+    task = make_task(attempts=2)
+    store.create_task(task)
+    moved = store.update_task(
+        task.id,
+        {"lifecycle_status": S.RUNNING, "attempts": Increment(1)},
+        expected_status={S.CREATED},
+    )
+    assert moved is not None and moved.attempts == 3 and moved.lifecycle_status is S.RUNNING
+    store.update_task(task.id, {"attempts": Increment(2)})
+    got = store.get_task(task.id)
+    assert got is not None and got.attempts == 5
+    # a refused compare-and-set increments nothing
+    assert (
+        store.update_task(task.id, {"attempts": Increment(1)}, expected_status={S.CREATED}) is None
+    )
+    got = store.get_task(task.id)
+    assert got is not None and got.attempts == 5
+    with pytest.raises(ValueError, match="not a number"):
+        store.update_task(task.id, {"class_name": Increment(1)})
+    with pytest.raises(TypeError):
+        Increment("1")  # type: ignore[arg-type]
+
+
+def test_concurrent_increments_are_all_counted(store: Store):
+    task = make_task()
+    store.create_task(task)
+    barrier = threading.Barrier(6)
+
+    def bump() -> None:
+        barrier.wait()
+        for _ in range(5):
+            store.update_task(task.id, {"attempts": Increment(1)})
+
+    threads = [threading.Thread(target=bump) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = store.get_task(task.id)
+    assert got is not None and got.attempts == 30
 
 
 def test_updating_a_missing_task_raises(store: Store):

@@ -288,9 +288,13 @@ def test_a_task_that_fails_before_running_is_not_retried(make_node, controllers,
 # -- assignments that are not picked up -----------------------------------------------------------
 
 
-def _fake_node(cache, node_id: str) -> None:
+def _fake_node(cache, node_id: str, max_workers: int = 5) -> None:
     """A registry entry for a node that never reads the bus (it died right after reporting)."""
-    info = {"capacity": {"maxWorkers": 5}, "workers": [{"className": "ProbeWorker"}], "tasks": []}
+    info = {
+        "capacity": {"maxWorkers": max_workers},
+        "workers": [{"className": "ProbeWorker"}],
+        "tasks": [],
+    }
     cache.apply(
         [
             HashSet(keys.SKALDS_HASH, {node_id: str(now_ms())}, 30),
@@ -321,6 +325,51 @@ def test_an_assignment_nobody_picks_up_goes_back_to_created(
         assert any("node ghost did not pick the task up within 0.5 s" in x for x in log_lines)
     finally:
         dispatcher.stop()
+
+
+def test_a_node_holds_at_most_max_assigning_unstarted_tasks_and_each_start_frees_one(
+    skalds_backends, log_lines
+):
+    """A burst waits in Created, not in a slow node's backlog, and flows on as it starts."""
+    _fake_node(skalds_backends.cache, "ghost", max_workers=50)
+    store = skalds_backends.store
+    settings = ControllerSettings(load_entry_points=False, dispatcher_max_assigning_per_node=3)
+    dispatcher = Dispatcher(skalds_backends, settings, controller_id="c1")
+    assert dispatcher.max_assigning == 3
+    for i in range(7):
+        store.create_task(Task(id=f"m{i}", className="ProbeWorker"))
+
+    def on_ghost() -> list[Task]:
+        tasks = [store.get_task(f"m{i}") for i in range(7)]
+        return [t for t in tasks if t is not None and t.executor == "ghost"]
+
+    dispatcher.start()
+    try:
+        wait_for(lambda: len(on_ghost()) == 3)
+        time.sleep(0.3)  # passes run meanwhile (the timer, the node's report): still 3
+        dispatcher.wake()
+        time.sleep(0.1)
+        assert len(on_ghost()) == 3
+        assert all(t.lifecycle_status is S.ASSIGNING for t in on_ghost())
+        for step in range(2):  # the node starts one: its Running event lets one more go
+            started = next(t for t in on_ghost() if t.lifecycle_status is S.ASSIGNING)
+            store.update_task(
+                started.id, {"lifecycle_status": S.RUNNING}, expected_status={S.ASSIGNING}
+            )
+            event = TaskEvent(task_ids=[started.id], title=S.RUNNING.value, initiator="ghost")
+            skalds_backends.event_bus.publish(
+                Topic.TASKWORKER_UPDATE, started.id, event.model_dump_json()
+            )
+            wait_for(lambda step=step: len(on_ghost()) == 4 + step)
+            time.sleep(0.1)
+            assert len(on_ghost()) == 4 + step
+        assert sum(t.lifecycle_status is S.ASSIGNING for t in on_ghost()) == 3
+    finally:
+        dispatcher.stop()
+    waiting = [store.get_task(f"m{i}") for i in range(7)]
+    assert sum(t is not None and t.lifecycle_status is S.CREATED for t in waiting) == 2
+    # holding back for a moment is not a reason to log about every waiting task
+    assert not any("waits for a node" in line for line in log_lines)
 
 
 # -- exactly once ---------------------------------------------------------------------------------

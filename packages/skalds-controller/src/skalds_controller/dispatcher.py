@@ -25,7 +25,10 @@ Both then do the same steps, only while this controller holds the dispatcher lea
 4. The picks are made: Created → Assigning is a compare-and-set, and ``task.assign``
    goes to that node (which moves the task to Running). On real services each is
    two round trips, so a pass makes up to ``dispatcher_assign_concurrency`` of them
-   at once; placing stays one by one, so capacity is counted as before.
+   at once; placing stays one by one, so capacity is counted as before. A node
+   holding ``dispatcher_max_assigning_per_node`` assignments it has not started yet
+   takes no more until it starts some (its Running events wake the dispatcher): a
+   burst queues here, in Created, not in one node's backlog.
 
 Memory may be stale (a missed event); the compare-and-set keeps that harmless — a
 task cancelled meanwhile simply fails to move and is dropped — and the next full
@@ -125,6 +128,8 @@ class Dispatcher:
         rng: random source of the RANDOM strategy.
         assign_concurrency: assignments made at once at the end of a pass (default:
             ``settings.dispatcher_assign_concurrency``).
+        max_assigning: assignments a node may have not yet started (default:
+            ``settings.dispatcher_max_assigning_per_node``).
     """
 
     def __init__(
@@ -140,6 +145,7 @@ class Dispatcher:
         retry_sweep_every: float | None = None,
         rng: random.Random | None = None,
         assign_concurrency: int | None = None,
+        max_assigning: int | None = None,
     ) -> None:
         self.backends = backends
         self.settings = settings
@@ -151,7 +157,11 @@ class Dispatcher:
         self.assign_concurrency = int(
             or_setting(assign_concurrency, settings.dispatcher_assign_concurrency)
         )
+        self.max_assigning = int(
+            or_setting(max_assigning, settings.dispatcher_max_assigning_per_node)
+        )
         self._assigners: ThreadPoolExecutor | None = None  # made at the first batch
+        self._held_back = False  # a task waited only for a node to start its assignments
         self.transitions = Transitions(backends, controller_id)
         self._rng = rng or random.Random()
         self._strategy: Strategy = make_strategy(settings.dispatcher_strategy, self._rng)
@@ -312,8 +322,11 @@ class Dispatcher:
         elif event.title == S.CREATED.value:
             self._note(self._noted, ids)
         elif event.title == S.RUNNING.value:
-            self._note(self._started, ids)
-            return  # no slot is freed: no pass needed
+            with self._notes_lock:  # the lock pairs this with the end of run_pass
+                self._started.update(ids)
+                if not self._held_back:
+                    return  # no slot is freed: no pass needed
+            # a start frees a place among a node's unstarted assignments
         elif event.title in _ENDED_TITLES:
             self._note(self._ended, ids)
             if event.title == S.FAILED.value:
@@ -426,6 +439,8 @@ class Dispatcher:
             slot = slots.get(placed.node_id)
             if slot is not None:
                 slot.occupy(placed.resources)
+                if placed.assigning_since is not None:
+                    slot.assigning += 1
         waiting = sorted(
             self._queue.values(), key=lambda t: (-t.priority, t.create_date_time, t.id)
         )
@@ -433,11 +448,12 @@ class Dispatcher:
         strategy = self._current_strategy()
         lookup = _memo(self.backends.store.get_task, known)
         picks: list[_Pick] = []
+        held: list[str] = []  # waiting only for a node to start what it was given
         for task in waiting:
             if not self.leading or self._stop.is_set():
                 break
             try:
-                pick = self._consider(task, now, slots, strategy, lookup, due)
+                pick = self._consider(task, now, slots, strategy, lookup, due, held)
             except TaskNotFoundError:
                 self._queue.pop(task.id, None)  # deleted meanwhile
                 continue
@@ -446,6 +462,10 @@ class Dispatcher:
                 picks.append(pick)
         if picks:
             self._assign_all(picks, due)
+        with self._notes_lock:  # pairs with _on_message: a start during the pass counts
+            self._held_back = bool(held)
+            if held and self._started:
+                self._wake.set()
         return max(0.0, min(due))
 
     def _reload(self) -> dict[str, Task]:
@@ -535,6 +555,7 @@ class Dispatcher:
         strategy: Strategy,
         lookup: Callable[[str], Task | None],
         due: list[float],
+        held: list[str],
     ) -> _Pick | None:
         """Fail ``task``, leave it waiting, or return the node to assign it to."""
         if deadline_passed(task, now):
@@ -554,7 +575,11 @@ class Dispatcher:
         if not eligible:
             self._note_waiting(task, slots)
             return None
-        chosen = slots[strategy.pick(eligible).node_id]
+        ready = [slot for slot in eligible if not slot.busy(self.max_assigning)]
+        if not ready:
+            held.append(task.id)  # a node's next start wakes the dispatcher
+            return None
+        chosen = slots[strategy.pick(ready).node_id]
         ready_ms = max(task.create_date_time, task.not_before or 0, deps.finished_at_ms)
         return _Pick(task, chosen, ready_ms)
 

@@ -33,6 +33,8 @@ class NodeSlot:
     resources: dict[str, float] = field(default_factory=dict)
     load: int = 0
     used: dict[str, float] = field(default_factory=dict)
+    assigning: int = 0
+    """Tasks assigned here that the node has not started yet (see :meth:`busy`)."""
 
     @property
     def free(self) -> int:
@@ -50,9 +52,19 @@ class NodeSlot:
                 return f"has {left:g} {name} free, the task needs {wanted:g}"
         return None
 
+    def busy(self, max_assigning: int) -> bool:
+        """Whether the node has ``max_assigning`` assignments it has not started yet.
+
+        A node starts tasks at its own pace; past this many in flight, more tasks wait
+        in the dispatcher (and may go to another node) rather than in its backlog,
+        where they would outlast the assign timeout under a burst.
+        """
+        return self.assigning >= max_assigning
+
     def take(self, task: Task) -> None:
-        """Count ``task`` as placed here (within this dispatch pass)."""
+        """Count ``task`` as placed here, not started yet (within this dispatch pass)."""
         self.occupy(task.resources)
+        self.assigning += 1
 
     def occupy(self, resources: Mapping[str, float]) -> None:
         """Count one more task, holding ``resources``, on this node."""

@@ -81,6 +81,15 @@ class ControllerSettings(SkaldConfig):
             "plus a publish: round trips on real services); 1 makes them one by one"
         ),
     )
+    dispatcher_max_assigning_per_node: int = Field(
+        default=32,
+        ge=1,
+        validation_alias=_env("DISPATCHER_MAX_ASSIGNING_PER_NODE"),
+        description=(
+            "assignments a node may have not yet started; more tasks wait in Created, "
+            "so a burst queues in the dispatcher instead of in one node's backlog"
+        ),
+    )
     retry_sweep_interval: float = Field(
         default=30.0,
         gt=0,

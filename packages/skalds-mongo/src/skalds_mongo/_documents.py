@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from skalds.model.task import Task, TaskLifecycleStatus
-from skalds.ports.store import TaskQuery
+from skalds.ports.store import Increment, TaskQuery
 from skalds_mongo.errors import TaskDocumentError
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "prefix_range",
     "query_filter",
     "storage_changes",
+    "storage_increments",
     "task_from_document",
 ]
 
@@ -30,6 +31,9 @@ __all__ = [
 SORT: list[tuple[str, int]] = [("priority", -1), ("createDateTime", 1), ("id", 1)]
 
 _ALIASES = {name: field.alias or name for name, field in Task.model_fields.items()}
+_INTEGERS = {
+    field.alias or name for name, field in Task.model_fields.items() if field.annotation is int
+}
 _KNOWN = set(_ALIASES.values())
 # Set by the store itself on every change (``$max``), never taken from the caller.
 _STORE_MANAGED = {"id", "updateDateTime"}
@@ -88,15 +92,37 @@ def storage_changes(task_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
     """
     by_alias: dict[str, Any] = {}
     for key, value in changes.items():
-        alias = _ALIASES.get(key) or (key if key in _KNOWN else None)
-        if alias is None:
-            raise ValueError(f"task {task_id!r}: {key!r} is not a task field")
-        by_alias[alias] = value
+        alias = _alias(task_id, key)
+        if not isinstance(value, Increment):  # see storage_increments
+            by_alias[alias] = value
     if by_alias.get("id", task_id) != task_id:
         raise ValueError(f"task {task_id!r}: the id of a task cannot change")
     # Field validators are per field, so a minimal valid task carries the changes.
     checked = Task.model_validate({"id": task_id, "className": "_", **by_alias}).to_document()
     return {alias: checked[alias] for alias in by_alias if alias not in _STORE_MANAGED}
+
+
+def storage_increments(task_id: str, changes: Mapping[str, Any]) -> dict[str, int]:
+    """Return the :class:`~skalds.ports.store.Increment` changes, for ``$inc``.
+
+    Raises:
+        ValueError: an unknown field, or one that does not hold an integer.
+    """
+    out: dict[str, int] = {}
+    for key, value in changes.items():
+        if isinstance(value, Increment):
+            alias = _alias(task_id, key)
+            if alias not in _INTEGERS or alias in _STORE_MANAGED:
+                raise ValueError(f"task {task_id!r}: {key!r} is not a number to increment")
+            out[alias] = value.by
+    return out
+
+
+def _alias(task_id: str, key: str) -> str:
+    alias = _ALIASES.get(key) or (key if key in _KNOWN else None)
+    if alias is None:
+        raise ValueError(f"task {task_id!r}: {key!r} is not a task field")
+    return alias
 
 
 def task_from_document(doc: Mapping[str, Any]) -> Task:

@@ -43,6 +43,7 @@ from skalds_mongo._documents import (
     literal,
     query_filter,
     storage_changes,
+    storage_increments,
     task_from_document,
 )
 from skalds_mongo._locks import TaskWriteLocks
@@ -251,8 +252,9 @@ class MongoStore(Store):
         changes: Mapping[str, Any],
         *,
         expected_status: Collection[TaskLifecycleStatus] | None = None,
+        expected_executor: str | None = None,
     ) -> Task | None:
-        """Apply ``changes`` in one atomic update if the status is one of ``expected_status``.
+        """Apply ``changes`` in one atomic update if the status (and executor) match.
 
         Raises:
             ValueError: a change the Task model refuses (nothing is written).
@@ -262,18 +264,24 @@ class MongoStore(Store):
         """
         key = literal(task_id, "task_id")
         fields = storage_changes(task_id, changes)
-        wanted = None
+        increments = storage_increments(task_id, changes)
+        expected: _Doc = {}
         if expected_status is not None:
-            wanted = {TaskLifecycleStatus(s).value for s in expected_status}
+            wanted = sorted({TaskLifecycleStatus(s).value for s in expected_status})
+            expected["lifecycleStatus"] = wanted
+        if expected_executor is not None:
+            expected["executor"] = [literal(expected_executor, "expected_executor")]
         update: _Doc = {"$max": {"updateDateTime": now_ms()}}
         if fields:
             update["$set"] = fields
+        if increments:
+            update["$inc"] = increments
         self.ensure_indexes()
         with mongo_errors(self._address), self._write_lock(task_id):
             if self._locks is None:
-                found, doc = self._compare_and_set(key, wanted, update)
+                found, doc = self._compare_and_set(key, expected, update)
             else:
-                found, doc = self._update_locked(key, wanted, update)
+                found, doc = self._update_locked(key, expected, update)
         if not found:
             raise TaskNotFoundError(task_id)
         return None if doc is None else task_from_document(doc)
@@ -319,18 +327,19 @@ class MongoStore(Store):
         return self._tasks.find_one({"id": task_id}, wanted)
 
     def _compare_and_set(
-        self, task_id: str, wanted: set[str] | None, update: _Doc
+        self, task_id: str, expected: Mapping[str, list[str]], update: _Doc
     ) -> tuple[bool, _Doc | None]:
         """Update atomically on the server; return (task found, updated document).
 
-        The status is part of the filter, so the server decides the compare-and-set.
-        An older document (see ``_find``) is tried only when no document has the
-        task id as ``_id``; on a miss, a read tells "not found" from "status differs".
+        ``expected`` (field → accepted values) is part of the filter, so the server
+        decides the compare-and-set. An older document (see ``_find``) is tried only
+        when no document has the task id as ``_id``; on a miss, a read tells "not
+        found" from "status differs".
         """
-        status: _Doc = {} if wanted is None else {"lifecycleStatus": {"$in": sorted(wanted)}}
+        conditions: _Doc = {name: {"$in": values} for name, values in expected.items()}
         for flt in ({"_id": task_id, "id": task_id}, {"id": task_id}):
             doc = self._tasks.find_one_and_update(
-                {**flt, **status}, update, return_document=ReturnDocument.AFTER
+                {**flt, **conditions}, update, return_document=ReturnDocument.AFTER
             )
             if doc is not None:
                 return True, doc
@@ -339,7 +348,7 @@ class MongoStore(Store):
         return False, None
 
     def _update_locked(
-        self, task_id: str, wanted: set[str] | None, update: _Doc
+        self, task_id: str, expected: Mapping[str, list[str]], update: _Doc
     ) -> tuple[bool, _Doc | None]:
         """Read, compare, write, under the task's write lock; return (found, document).
 
@@ -347,10 +356,10 @@ class MongoStore(Store):
         read-then-write anyway, see ``_locks``). Reading and writing by ``_id`` alone
         keeps both out of FerretDB's full-collection scan.
         """
-        current = self._find(task_id, {"lifecycleStatus": 1})
+        current = self._find(task_id, dict.fromkeys(expected, 1) or {"_id": 1})
         if current is None:
             return False, None
-        if wanted is not None and current.get("lifecycleStatus") not in wanted:
+        if any(current.get(name) not in values for name, values in expected.items()):
             return True, None
         doc = self._tasks.find_one_and_update(
             {"_id": current["_id"]}, update, return_document=ReturnDocument.AFTER

@@ -10,7 +10,7 @@ from typing import Any
 
 from skalds.errors import TaskExistsError, TaskNotFoundError
 from skalds.model.task import Task, TaskLifecycleStatus
-from skalds.ports.store import Store, TaskQuery
+from skalds.ports.store import Increment, Store, TaskQuery
 from skalds.utils.time import now_ms
 
 __all__ = ["MemoryStore", "apply_changes", "matches", "sort_key", "status_expected"]
@@ -39,9 +39,14 @@ def sort_key(doc: Mapping[str, Any]) -> tuple[int, int, str]:
 
 
 def status_expected(
-    doc: Mapping[str, Any], expected: Collection[TaskLifecycleStatus] | None
+    doc: Mapping[str, Any],
+    expected: Collection[TaskLifecycleStatus] | None,
+    executor: str | None = None,
 ) -> bool:
-    """Whether a stored document's status is one of ``expected`` (``None``: any)."""
+    """Whether a stored document's status is one of ``expected`` (``None``: any) and,
+    when ``executor`` is given, its executor is that one."""
+    if executor is not None and doc.get("executor") != executor:
+        return False
     if expected is None:
         return True
     return doc.get("lifecycleStatus") in {TaskLifecycleStatus(s).value for s in expected}
@@ -60,8 +65,14 @@ def apply_changes(doc: Mapping[str, Any], changes: Mapping[str, Any]) -> _Doc:
     merged = dict(doc)
     for key, value in changes.items():
         name = _STORAGE_NAMES.get(key)
-        if name is not None:
-            merged[name] = value
+        if name is None:
+            continue
+        if isinstance(value, Increment):
+            current = merged.get(name) or 0
+            if isinstance(current, bool) or not isinstance(current, int):
+                raise ValueError(f"task {doc.get('id')!r}: {key!r} is not a number to increment")
+            value = current + value.by
+        merged[name] = value
     if merged.get("id") != doc.get("id"):
         raise ValueError(f"task {doc.get('id')!r}: the id of a task cannot change")
     new_doc = Task.model_validate(merged).to_document()
@@ -144,12 +155,13 @@ class MemoryStore(Store):
         changes: Mapping[str, Any],
         *,
         expected_status: Collection[TaskLifecycleStatus] | None = None,
+        expected_executor: str | None = None,
     ) -> Task | None:
         with self._lock:
             doc = self._docs.get(task_id)
             if doc is None:
                 raise TaskNotFoundError(task_id)
-            if not status_expected(doc, expected_status):
+            if not status_expected(doc, expected_status, expected_executor):
                 return None
             new_doc = apply_changes(doc, changes)
             self._drop(task_id)

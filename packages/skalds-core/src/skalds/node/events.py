@@ -1,8 +1,9 @@
 """How a node reacts to bus events (task.assign, task.cancel, task.update.attachment...).
 
-The store is the truth and events are hints: an assign event makes the node read the
-task and start it only if the task's executor is this node and its status allows it
-(compare-and-set), so a replayed or duplicated event never starts a task twice.
+The store is the truth and events are hints: an assign event makes the node start the
+task only if the store says its executor is this node and its status allows it (one
+compare-and-set, which also returns the task), so a replayed or duplicated event never
+starts a task twice.
 Malformed events are logged with topic/partition/offset and skipped.
 """
 
@@ -103,14 +104,7 @@ class NodeEventHandler:
             logger.exception("event at %s for task %s failed", msg.where(), task_id)
 
     def _assign(self, task_id: str) -> None:
-        task = self.skald.store.get_task(task_id)
-        if task is None:
-            logger.warning("task.assign for unknown task %s (not in the store); skipped", task_id)
-            return
-        if task.executor != self.skald.skald_id:
-            logger.debug("task %s is for %s, not this node", task_id, task.executor)
-            return
-        self.skald.supervisor.start_task(task, {S.CREATED, S.ASSIGNING})
+        self.skald.supervisor.start_assigned(task_id)
 
     def _update(self, task_id: str) -> None:
         if task_id not in self.skald.supervisor.tasks:

@@ -35,6 +35,7 @@ from skalds.plugins import Backends
 from skalds.ports.cache import CacheOp, Delete, Set
 from skalds.ports.event_bus import Topic
 from skalds.ports.runtime import WorkerOutcome, WorkerRuntime, WorkerSpec
+from skalds.ports.store import Increment
 from skalds.utils.logging import logger, worker_log_path
 from skalds.utils.time import now_ms
 from skalds.worker.registry import WorkerRegistry
@@ -103,37 +104,50 @@ class TaskSupervisor:
         Returns False, with the reason logged and, where it is final, stored on the task
         (unknown className, invalid attachments), when the task does not start.
         """
+        return self._in_place(
+            task.id, task.lifecycle_status.value, lambda: self._start(task, from_statuses)
+        )
+
+    def start_assigned(self, task_id: str) -> bool:
+        """Start a task assigned to this node (Created or Assigning, executor = this node).
+
+        One compare-and-set moves it to Running, counts the attempt and returns the
+        task, so the node does not read it first: the store, not the event, decides
+        whether it starts. A task whose class or attachments this node refuses goes on
+        to Failed, its attempt uncounted (nothing ran, so no retry is due).
+        """
+        return self._in_place(task_id, "assigned", lambda: self._start_assigned(task_id))
+
+    def _in_place(self, task_id: str, status: str, start: Callable[[], bool]) -> bool:
+        """Run ``start`` holding a place among ``max_workers``, unless there is none."""
         assert self.runtime is not None
         with self.lock:
-            if task.id in self.tasks or task.id in self._starting:
-                logger.debug("task %s already runs here; ignoring a second start", task.id)
+            if task_id in self.tasks or task_id in self._starting:
+                logger.debug("task %s already runs here; ignoring a second start", task_id)
                 return False
             if len(self.tasks) + len(self._starting) >= self.config.max_workers:
                 logger.warning(
                     "task %s not started: node %s is at max_workers=%d; it stays %s",
-                    task.id,
+                    task_id,
                     self.skald_id,
                     self.config.max_workers,
-                    task.lifecycle_status.value,
+                    status,
                 )
                 return False
-            self._starting.add(task.id)  # starts on other lanes see this place taken
+            self._starting.add(task_id)  # starts on other lanes see this place taken
         try:
-            return self._start(task, from_statuses)
+            return start()
         finally:
             with self.lock:
-                self._starting.discard(task.id)
+                self._starting.discard(task_id)
 
     def _start(self, task: Task, from_statuses: Collection[TaskLifecycleStatus]) -> bool:
-        assert self.runtime is not None
         try:
-            entry = self.registry.get(task.class_name)
-            data = entry.cls.validate_attachments(task.attachments_dict(), task.id)
+            attachments = self._checked_attachments(task)
         except (UnknownWorkerError, AttachmentValidationError) as exc:
             logger.error("task %s cannot start: %s", task.id, exc)
             self._fail_in_store(task.id, from_statuses, str(exc))
             return False
-        attachments = data.model_dump(mode="json", by_alias=True)
         moved = self.backends.store.update_task(
             task.id,
             {
@@ -151,6 +165,53 @@ class TaskSupervisor:
                 sorted(s.value for s in from_statuses),
             )
             return False
+        return self._launch(moved, attachments)
+
+    def _start_assigned(self, task_id: str) -> bool:
+        try:
+            moved = self.backends.store.update_task(
+                task_id,
+                {
+                    "lifecycle_status": S.RUNNING,
+                    "error_message": None,
+                    "attempts": Increment(1),
+                },
+                expected_status={S.CREATED, S.ASSIGNING},
+                expected_executor=self.skald_id,
+            )
+        except TaskNotFoundError:
+            logger.warning("task.assign for unknown task %s (not in the store); skipped", task_id)
+            return False
+        if moved is None:
+            logger.info(
+                "task %s was not startable here (not Created/Assigning on %s any more)",
+                task_id,
+                self.skald_id,
+            )
+            return False
+        try:
+            attachments = self._checked_attachments(moved)
+        except (UnknownWorkerError, AttachmentValidationError) as exc:
+            logger.error("task %s cannot start: %s", task_id, exc)
+            self._fail_in_store(task_id, {S.RUNNING}, str(exc), attempts=moved.attempts - 1)
+            return False
+        return self._launch(moved, attachments)
+
+    def _checked_attachments(self, task: Task) -> dict[str, Any]:
+        """The task's attachments as its worker class validates them (JSON form).
+
+        Raises:
+            UnknownWorkerError: this node does not run the task's class.
+            AttachmentValidationError: the class refuses the attachments.
+        """
+        entry = self.registry.get(task.class_name)
+        data = entry.cls.validate_attachments(task.attachments_dict(), task.id)
+        dumped: dict[str, Any] = data.model_dump(mode="json", by_alias=True)
+        return dumped
+
+    def _launch(self, task: Task, attachments: dict[str, Any]) -> bool:
+        """Start the process of ``task``, which the store now says runs here."""
+        assert self.runtime is not None
         local = LocalTask(task.id, task.class_name, attachments, task.is_persistent)
         with self.lock:
             self.tasks[task.id] = local
@@ -181,12 +242,16 @@ class TaskSupervisor:
         return True
 
     def _fail_in_store(
-        self, task_id: str, from_statuses: Collection[TaskLifecycleStatus], reason: str
+        self,
+        task_id: str,
+        from_statuses: Collection[TaskLifecycleStatus],
+        reason: str,
+        **changes: Any,
     ) -> None:
         with contextlib.suppress(TaskNotFoundError):
             self.backends.store.update_task(
                 task_id,
-                {"lifecycle_status": S.FAILED, "error_message": reason},
+                {"lifecycle_status": S.FAILED, "error_message": reason, **changes},
                 expected_status=from_statuses,
             )
         self.backends.cache.apply(

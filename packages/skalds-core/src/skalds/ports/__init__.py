@@ -7,7 +7,7 @@ Each is a small abstract base class; the in-memory implementations live in
 from skalds.ports.cache import Cache, CacheOp, Delete, HashDelete, HashSet, ListSet, Set
 from skalds.ports.event_bus import BusMessage, EventBus, Subscription, Topic
 from skalds.ports.runtime import WorkerListener, WorkerOutcome, WorkerRuntime, WorkerSpec
-from skalds.ports.store import Store, TaskQuery
+from skalds.ports.store import Increment, Store, TaskQuery
 
 __all__ = [
     "BusMessage",
@@ -17,6 +17,7 @@ __all__ = [
     "EventBus",
     "HashDelete",
     "HashSet",
+    "Increment",
     "ListSet",
     "Set",
     "Store",

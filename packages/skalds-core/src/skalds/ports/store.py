@@ -14,7 +14,23 @@ from typing import Any
 
 from skalds.model.task import Task, TaskLifecycleStatus
 
-__all__ = ["Store", "TaskQuery"]
+__all__ = ["Increment", "Store", "TaskQuery"]
+
+
+@dataclass(frozen=True)
+class Increment:
+    """A change that adds ``by`` to an integer field, in the same atomic update.
+
+    ``{"attempts": Increment(1)}`` counts a start without reading the task first:
+    a node starts an assigned task with one compare-and-set that also returns the
+    task, instead of a read and then a write.
+    """
+
+    by: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.by, bool) or not isinstance(self.by, int):
+            raise TypeError(f"Increment(by=...) takes an int, not {self.by!r}")
 
 
 @dataclass(frozen=True)
@@ -56,11 +72,18 @@ class Store(abc.ABC):
         changes: Mapping[str, Any],
         *,
         expected_status: Collection[TaskLifecycleStatus] | None = None,
+        expected_executor: str | None = None,
     ) -> Task | None:
         """Apply ``changes`` atomically if the status is one of ``expected_status``.
 
+        Args:
+            changes: Python field names to new values; an :class:`Increment` adds to
+                the stored integer instead.
+            expected_status: the statuses the task must have (``None``: any).
+            expected_executor: the executor the task must have (``None``: any).
+
         Returns:
-            The updated task, or ``None`` when the status did not match.
+            The updated task, or ``None`` when the status or executor did not match.
 
         Raises:
             TaskNotFoundError: no task has this id.

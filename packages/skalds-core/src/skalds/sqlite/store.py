@@ -169,13 +169,14 @@ class SqliteStore(Store):
         changes: Mapping[str, Any],
         *,
         expected_status: Collection[TaskLifecycleStatus] | None = None,
+        expected_executor: str | None = None,
     ) -> Task | None:
         with self._transaction() as tx:
             row = tx.execute("SELECT document FROM tasks WHERE id = ?", (task_id,)).fetchone()
             if row is None:
                 raise TaskNotFoundError(task_id)
             doc = json.loads(row[0])
-            if not status_expected(doc, expected_status):
+            if not status_expected(doc, expected_status, expected_executor):
                 return None
             new_doc = apply_changes(doc, changes)
             tx.execute(
