@@ -372,6 +372,39 @@ def test_a_node_holds_at_most_max_assigning_unstarted_tasks_and_each_start_frees
     assert not any("waits for a node" in line for line in log_lines)
 
 
+def test_a_saturated_pass_looks_only_at_deadlines_of_the_rest_of_the_queue(skalds_backends):
+    """A burst's backlog is not judged whole at every pass; its deadlines still hold."""
+    _fake_node(skalds_backends.cache, "ghost", max_workers=100)
+    store = skalds_backends.store
+    settings = ControllerSettings(load_entry_points=False, dispatcher_max_assigning_per_node=2)
+    dispatcher = Dispatcher(skalds_backends, settings, controller_id="c1")
+    for i in range(40):
+        store.create_task(Task(id=f"q{i:02d}", className="ProbeWorker", priority=5))
+    late = Task(id="late", className="ProbeWorker", priority=0, deadlineDateTime=now_ms() + 300)
+    store.create_task(late)
+    looked: list[str] = []
+    consider = dispatcher._consider
+
+    def counting(task: Task, *args: Any) -> Any:
+        looked.append(task.id)
+        return consider(task, *args)
+
+    dispatcher._consider = counting  # type: ignore[method-assign]
+    try:
+        dispatcher.run_pass(full=True)
+        assert sorted(looked) == ["q00", "q01", "q02"]  # two placed, the third held back
+        looked.clear()
+        time.sleep(0.35)
+        dispatcher.run_pass()
+        assert looked == ["q02"]  # the node still has two unstarted: only the head judged
+    finally:
+        dispatcher.stop()
+    failed = store.get_task("late")
+    assert failed is not None and failed.lifecycle_status is S.FAILED
+    assert "deadline" in (failed.error_message or "")
+    assert sum(store.get_task(f"q{i:02d}").executor == "ghost" for i in range(40)) == 2
+
+
 # -- exactly once ---------------------------------------------------------------------------------
 
 

@@ -449,9 +449,17 @@ class Dispatcher:
         lookup = _memo(self.backends.store.get_task, known)
         picks: list[_Pick] = []
         held: list[str] = []  # waiting only for a node to start what it was given
+        saturated = False  # once true, stays so this pass: places are only taken
         for task in waiting:
             if not self.leading or self._stop.is_set():
                 break
+            saturated = saturated or (bool(held) and self._saturated(slots))
+            if saturated:
+                # Every node is full or still starting what it was given: nothing more
+                # is placed this pass, so the rest of a long queue only has its
+                # deadlines kept (not a whole look each, at every pass of a burst).
+                self._keep_deadline(task, now, due)
+                continue
             try:
                 pick = self._consider(task, now, slots, strategy, lookup, due, held)
             except TaskNotFoundError:
@@ -546,6 +554,17 @@ class Dispatcher:
             self._learn(task_id, moved)
             self.counts["reassigned"] += 1
             logger.warning("task %s: %s", task_id, reason)
+
+    def _saturated(self, slots: Mapping[str, NodeSlot]) -> bool:
+        """Whether no node can take any task now: each is full or busy starting."""
+        return all(slot.free <= 0 or slot.busy(self.max_assigning) for slot in slots.values())
+
+    def _keep_deadline(self, task: Task, now: int, due: list[float]) -> None:
+        """Fail ``task`` if its deadline passed; else make a pass come in time for it."""
+        if deadline_passed(task, now):
+            self._fail(task, "its deadline passed before it could be dispatched")
+        else:
+            due.append((task.deadline_date_time - now) / 1000)
 
     def _consider(
         self,

@@ -17,6 +17,7 @@ from skalds.errors import TaskExistsError
 from skalds.model.task import ACTIVE_STATUSES, ModeEnum, Task, TaskLifecycleStatus
 from skalds.plugins import Backends
 from skalds.ports.event_bus import Topic
+from skalds.utils.logging import logger
 from skalds_controller.errors import ApiError
 from skalds_controller.nodes import NodeDirectory
 from skalds_controller.schemas import TaskCreate
@@ -107,9 +108,12 @@ class TaskService:
             # assigned by hand, as the seed scripts do: tell that node now
             self.publish(Topic.TASK_ASSIGN, created.id, recipient=created.executor)
         else:
-            self.publish(Topic.TASK_CREATED, created.id)  # the dispatcher reacts at once
-            for listener in self.on_created:
-                listener(created)
+            for listener in self.on_created:  # this process's dispatcher, before the event
+                try:
+                    listener(created)
+                except Exception:  # the task is stored: the event and the reconcile still place it
+                    logger.exception("a task-created listener failed for %s", created.id)
+            self.publish(Topic.TASK_CREATED, created.id)  # the other controllers react at once
         return created
 
     def update_attachments(self, task_id: str, attachments: dict[str, Any]) -> tuple[Task, bool]:
