@@ -234,8 +234,8 @@ class Dispatcher:
     def offer(self, task: Task) -> None:
         """Take a task this process just created, without reading it back from the store.
 
-        The API calls this after storing a task and publishing ``task.created``; that
-        event then needs no store read either. Only a shortcut: a task changed since
+        The API calls this after storing a task, before it publishes ``task.created``;
+        that event then needs no store read either. Only a shortcut: a task changed since
         (cancelled, say) fails its compare-and-set and is dropped, as with any stale
         memory, and a controller that does not lead forgets its offers with its notes.
         """
@@ -559,12 +559,14 @@ class Dispatcher:
         """Whether no node can take any task now: each is full or busy starting."""
         return all(slot.free <= 0 or slot.busy(self.max_assigning) for slot in slots.values())
 
-    def _keep_deadline(self, task: Task, now: int, due: list[float]) -> None:
-        """Fail ``task`` if its deadline passed; else make a pass come in time for it."""
+    def _keep_deadline(self, task: Task, now: int, due: list[float]) -> bool:
+        """Fail ``task`` if its deadline passed (False); else make a pass come in time
+        to fail it while it waits (True)."""
         if deadline_passed(task, now):
             self._fail(task, "its deadline passed before it could be dispatched")
-        else:
-            due.append((task.deadline_date_time - now) / 1000)
+            return False
+        due.append((task.deadline_date_time - now) / 1000)
+        return True
 
     def _consider(
         self,
@@ -577,10 +579,8 @@ class Dispatcher:
         held: list[str],
     ) -> _Pick | None:
         """Fail ``task``, leave it waiting, or return the node to assign it to."""
-        if deadline_passed(task, now):
-            self._fail(task, "its deadline passed before it could be dispatched")
+        if not self._keep_deadline(task, now, due):
             return None
-        due.append((task.deadline_date_time - now) / 1000)  # fail it on time while it waits
         if task.not_before is not None and task.not_before > now:
             due.append((task.not_before - now) / 1000)
             return None

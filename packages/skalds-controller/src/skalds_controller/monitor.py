@@ -242,27 +242,20 @@ class Monitor:
         soon a persistent task runs again. The query then finds any task the node took
         after its last report.
         """
-        taken = 0
-        seen: set[str] = set()
-        for task_id in self._reported.pop(node_id, []):
-            seen.add(task_id)
-            current = self.backends.store.get_task(task_id)
-            if current is not None and self._taken_back(current, node_id):
-                taken += 1
+        reported = self._reported.pop(node_id, [])
+        taken = sum(self._taken_back(task_id, node_id) for task_id in reported)
         rest = self.backends.store.list_tasks(TaskQuery(executor=node_id, statuses=_TAKEN_BACK))
-        for task in rest:
-            if task.id not in seen:
-                current = self.backends.store.get_task(task.id)
-                if current is not None and self._taken_back(current, node_id):
-                    taken += 1
+        seen = set(reported)
+        taken += sum(self._taken_back(t.id, node_id) for t in rest if t.id not in seen)
         if taken:
             self.counts["nodesLost"] += 1
             logger.warning("monitor: node %s went offline with %d unfinished tasks", node_id, taken)
 
-    def _taken_back(self, task: Task, node_id: str) -> bool:
-        """Take ``task`` back if it is still an unfinished task of ``node_id``."""
-        if task.executor != node_id or task.lifecycle_status not in _TAKEN_BACK:
-            return False  # moved or ended meanwhile
+    def _taken_back(self, task_id: str, node_id: str) -> bool:
+        """Read ``task_id`` and take it back if it is still an unfinished task of ``node_id``."""
+        task = self.backends.store.get_task(task_id)
+        if task is None or task.executor != node_id or task.lifecycle_status not in _TAKEN_BACK:
+            return False  # gone, moved or ended meanwhile
         self._take_back(task, node_id)
         return True
 
