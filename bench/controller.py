@@ -24,7 +24,8 @@ FerretDB needs (key ``mongo_write_locks`` says which ran).
 Keys: ``assign_ms`` / ``assign_ms_dispatched`` ({p50, p99, max, n, path}),
 ``oneshot_per_s`` / ``oneshot_per_s_dispatched``, ``oneshot_per_s_api_only`` (the
 controller in CONTROLLER mode: no monitor or dispatcher running), ``node_failover_s``
-(null without ``--services``); with ``--services`` the same with a ``_services`` suffix.
+(null without ``--services``); with ``--services`` the same with a ``_services`` suffix;
+``machine_speed`` (``bench/calibrate.py``) says how fast the machine was.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import psutil
+from calibrate import machine_speed
 from stamp_worker import StampWorker
 
 from skalds.memory import MemoryCache, MemoryEventBus, MemoryStore
@@ -455,10 +457,12 @@ def main() -> int:
         post_load(url, prefix, int(count), int(clients), executor or None)
         return 0
     logger.setLevel("ERROR")
+    speed = machine_speed()  # next to the figures: see bench/calibrate.py
     if args.part:
         result = PARTS[args.part](args.samples, args.oneshots)
     else:
         result = run(args.services, args.samples, args.oneshots)
+    result["machine_speed"] = speed
     if args.json:
         print(json.dumps(result))
     else:

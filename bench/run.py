@@ -32,6 +32,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_workers import IdleWorker
+from calibrate import machine_speed
 
 from skalds.config.skald_config import SkaldConfig
 from skalds.memory import MemoryCache, MemoryEventBus, MemoryStore
@@ -214,6 +215,7 @@ def main() -> int:
     parser.add_argument("--oneshots", type=int, default=2000, help="one-shot tasks to time")
     args = parser.parse_args()
     logger.setLevel("ERROR")
+    speed = machine_speed()  # before the node starts, while the machine is quiet
     bench = Bench(max_workers=max(args.workers, args.samples) + 10)
     try:
         result: dict[str, Any] = {
@@ -225,6 +227,7 @@ def main() -> int:
     finally:
         bench.close()
     result["machine"] = {"cpus": psutil.cpu_count(), "python": sys.version.split()[0]}
+    result["machine_speed"] = speed
     if args.services:
         from services import run as run_services
 
