@@ -44,10 +44,12 @@ def _forks_ms(count: int, buffer: mmap.mmap | None) -> float:
     for _ in range(count):
         pid = os.fork()
         if pid == 0:
-            if buffer is not None:
-                for page in range(_WRITTEN_PAGES):
-                    buffer[page * _PAGE] = 2
-            os._exit(0)
+            try:
+                if buffer is not None:
+                    for page in range(_WRITTEN_PAGES):
+                        buffer[page * _PAGE] = 2
+            finally:
+                os._exit(0)
         os.waitpid(pid, 0)
     return (time.perf_counter() - t0) / count * 1e3
 
