@@ -163,3 +163,45 @@ def test_ping_and_publish_after_close(bus):
     bus.close()
     with pytest.raises(PublishError, match="closed"):
         bus.publish("task.assign", "k", "v")
+
+
+def test_publish_nowait_logs_a_message_the_broker_refuses(logs):
+    """Queued at once, refused by the broker later: the delivery report is logged."""
+    bus = make_kafka_bus(
+        create_seed_topics=False, producer_options={"message.max.bytes": 4_000_000}
+    )
+    topic = unique("test.nowait-big")
+    try:
+        bus.ensure_topics([topic])
+        started = time.monotonic()
+        bus.publish_nowait(topic, "task-refused", b"x" * 1_500_000)
+        assert time.monotonic() - started < 1.0  # it did not wait for the broker
+        wait_for(
+            lambda: any(
+                "task-refused" in m and topic in m and "lost" in m
+                for m in logs.messages(logging.WARNING)
+            ),
+            timeout=10,
+        )
+    finally:
+        bus.close()
+
+
+def test_messages_published_nowait_are_delivered_before_close_returns(bus):
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = unique("test.nowait-close")
+    bus.ensure_topics([topic])
+    for i in range(20):
+        bus.publish_nowait(topic, f"task-{i}", str(i))
+    bus.close()  # flushes what is queued
+    consumer = Consumer({"bootstrap.servers": KAFKA_ADDRESS, "group.id": unique("group")})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        total = 0
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high - low
+        assert total == 20
+    finally:
+        consumer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 
@@ -9,7 +10,7 @@ import pytest
 
 from skalds.errors import PublishError
 from skalds.ports import BusMessage, EventBus
-from tests.helpers import wait_for
+from tests.helpers import collected_log, wait_for
 
 
 class Inbox:
@@ -151,3 +152,32 @@ def test_messages_with_the_same_key_keep_their_order(event_bus: EventBus):
         assert inbox.values() == [str(i).encode() for i in range(50)]
     finally:
         sub.close()
+
+
+def test_publish_nowait_delivers_in_order_with_publish_for_the_same_key(event_bus: EventBus):
+    t = topic()
+    event_bus.ensure_topics([t])
+    inbox = Inbox()
+    sub = event_bus.subscribe([t], inbox, group=group())
+    try:
+        for i in range(30):
+            if i % 3 == 0:
+                event_bus.publish(t, "same-task", str(i))
+            else:
+                event_bus.publish_nowait(t, "same-task", str(i))
+        wait_for(lambda: len(inbox.values()) == 30)
+        assert inbox.values() == [str(i).encode() for i in range(30)]
+        assert {m.key for m in inbox.messages} == {"same-task"}
+    finally:
+        sub.close()
+
+
+def test_publish_nowait_never_raises_and_logs_what_it_could_not_send(event_bus: EventBus):
+    t = topic()
+    event_bus.ensure_topics([t])
+    with collected_log(logging.WARNING) as lines:
+        event_bus.publish_nowait(t, "task-big", b"x" * 20_000_000)  # refused at once
+        event_bus.close()
+        event_bus.publish_nowait(t, "task-late", "after close")
+    assert any(t in line and "task-big" in line and "bytes" in line for line in lines), lines
+    assert any(t in line and "task-late" in line and "closed" in line for line in lines), lines

@@ -663,7 +663,9 @@ class Dispatcher:
             expected_status={S.CREATED},
         )
         if moved is not None:
-            self.transitions.publish(Topic.TASK_ASSIGN, pick.task.id, recipient=node_id)
+            # Not waiting for the bus: an assignment whose event is lost is undone after
+            # ``assign_timeout`` and dispatched again, whatever the publish returned.
+            self.transitions.publish(Topic.TASK_ASSIGN, pick.task.id, recipient=node_id, wait=False)
         return moved
 
     def _note_waiting(self, task: Task, slots: dict[str, NodeSlot]) -> None:

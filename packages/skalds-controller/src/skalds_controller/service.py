@@ -104,16 +104,19 @@ class TaskService:
             created = self.backends.store.create_task(task)
         except TaskExistsError:
             raise ApiError(409, "CONFLICT", f"task {task.id!r} already exists") from None
+        # The events below are handed over without waiting: the task is stored, and a
+        # node (its reconcile) or a dispatcher (its periodic pass) finds it anyway.
         if created.executor:
             # assigned by hand, as the seed scripts do: tell that node now
-            self.publish(Topic.TASK_ASSIGN, created.id, recipient=created.executor)
+            self.publish(Topic.TASK_ASSIGN, created.id, recipient=created.executor, wait=False)
         else:
             for listener in self.on_created:  # this process's dispatcher, before the event
                 try:
                     listener(created)
                 except Exception:  # the task is stored: the event and the reconcile still place it
                     logger.exception("a task-created listener failed for %s", created.id)
-            self.publish(Topic.TASK_CREATED, created.id)  # the other controllers react at once
+            # the other controllers react at once
+            self.publish(Topic.TASK_CREATED, created.id, wait=False)
         return created
 
     def update_attachments(self, task_id: str, attachments: dict[str, Any]) -> tuple[Task, bool]:
@@ -181,6 +184,8 @@ class TaskService:
             self.cancel(task_id)
         self.backends.store.delete_task(task_id)
 
-    def publish(self, topic: Topic, task_id: str, recipient: str | None = None) -> bool:
+    def publish(
+        self, topic: Topic, task_id: str, recipient: str | None = None, *, wait: bool = True
+    ) -> bool:
         """Send an event about ``task_id``; False (logged) when the bus refuses it."""
-        return self._transitions.publish(topic, task_id, recipient=recipient)
+        return self._transitions.publish(topic, task_id, recipient=recipient, wait=wait)

@@ -65,11 +65,17 @@ class Transitions:
         recipient: str | None = None,
         title: str | None = None,
         event_id: str | None = None,
+        wait: bool = True,
     ) -> bool:
         """Publish one task event; False (logged) when the bus refuses it.
 
         The store already holds the change, so a lost event only delays its effect
         (nodes and dispatchers reconcile from the store).
+
+        Args:
+            wait: wait for the bus to confirm the event. ``False`` hands it over and
+                returns True at once (a delivery that fails later is logged by the bus):
+                for callers that do not act on the outcome.
         """
         event = TaskEvent(
             task_ids=[task_id],
@@ -78,8 +84,12 @@ class Transitions:
             title=title,
             id=event_id,
         )
+        bus = self.backends.event_bus
         try:
-            self.backends.event_bus.publish(topic.value, task_id, event.model_dump_json())
+            if wait:
+                bus.publish(topic.value, task_id, event.model_dump_json())
+            else:
+                bus.publish_nowait(topic.value, task_id, event.model_dump_json())
         except Exception as exc:
             logger.warning("could not publish %s for task %s: %s", topic.value, task_id, exc)
             return False

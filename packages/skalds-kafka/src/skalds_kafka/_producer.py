@@ -1,15 +1,18 @@
 """A thread-safe producer whose ``send`` returns only once Kafka confirmed the message.
 
 librdkafka's ``produce()`` only queues a message; delivery is reported later through a
-callback served by ``poll()``. Skalds needs "published or an exception" (a lost
-task.assign is a task that never starts), so ``send`` waits for that report. One
-poller thread serves the reports of every sending thread, so a sender just waits on
-its own event: no polling loop in the caller, and any number of threads may send.
+callback served by ``poll()``. Skalds needs "published or an exception" where a caller
+acts on the outcome, so ``send`` waits for that report. One poller thread serves the
+reports of every sending thread, so a sender just waits on its own event: no polling
+loop in the caller, and any number of threads may send. ``send_nowait`` is for hints
+the store backs up: it returns once the message is queued, and only a failed delivery
+is reported (logged) by the poller.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -35,6 +38,26 @@ class _Delivery:
     def __call__(self, err: KafkaError | None, _msg: Message) -> None:
         self.error = err
         self.done.set()
+
+
+class _Report:
+    """The delivery report of a message nobody waits for: logged when it failed."""
+
+    __slots__ = ("key", "producer", "topic")
+
+    def __init__(self, producer: ConfirmingProducer, topic: str, key: str | None) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.key = key
+
+    def __call__(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self.producer._reporter.recovered()
+            return
+        size = len(msg.value() or b"")
+        logger.warning(
+            "%s (key %s); it is lost", self.producer._failure(self.topic, size, err), self.key
+        )
 
 
 class _ErrorHook:
@@ -120,20 +143,52 @@ class ConfirmingProducer:
             PublishError: the message is too large, the local queue is full, the
                 producer is closed, or Kafka did not confirm it within ``timeout``.
         """
+        delivery = _Delivery()
+        size = self._produce(topic, key, value, headers, delivery)
+        if not delivery.done.wait(self.timeout + 2.0):
+            raise PublishError(self._failure(topic, size, None))
+        if delivery.error is not None:
+            raise PublishError(self._failure(topic, size, delivery.error))
+        self._reporter.recovered()
+
+    def send_nowait(self, topic: str, key: str | None, value: bytes | str) -> None:
+        """Produce one message and return; its delivery report is only logged if it failed.
+
+        The poller thread serves the report, so the caller never waits on the broker;
+        messages produced meanwhile travel in the same requests (``linger.ms``).
+
+        Raises:
+            PublishError: the message was not queued (too large, queue full, closed).
+        """
+        self._produce(topic, key, value, None, _Report(self, topic, key))
+
+    def _produce(
+        self,
+        topic: str,
+        key: str | None,
+        value: bytes | str,
+        headers: dict[str, str] | None,
+        on_delivery: Callable[[KafkaError | None, Message], None],
+    ) -> int:
+        """Queue one message in librdkafka; return its size.
+
+        Raises:
+            PublishError: the message is too large, the local queue is full, or the
+                producer is closed.
+        """
         data = value.encode() if isinstance(value, str) else bytes(value)
         if len(data) > self.max_bytes:
             raise PublishError(
                 f"message for {topic} is {len(data)} bytes, over the {self.max_bytes}-byte "
                 "limit (message.max.bytes); it was not sent"
             )
-        delivery = _Delivery()
         producer = self._current()
         try:
             producer.produce(
                 topic,
                 value=data,
                 key=key.encode() if key is not None else None,
-                on_delivery=delivery,
+                on_delivery=on_delivery,
                 headers=list(headers.items()) if headers else None,
             )
         except BufferError:
@@ -144,11 +199,7 @@ class ConfirmingProducer:
             raise PublishError(self._failure(topic, len(data), exc.args[0])) from None
         except RuntimeError as exc:  # closed by another thread meanwhile
             raise PublishError(f"the Kafka producer for {self.where}: {exc}") from None
-        if not delivery.done.wait(self.timeout + 2.0):
-            raise PublishError(self._failure(topic, len(data), None))
-        if delivery.error is not None:
-            raise PublishError(self._failure(topic, len(data), delivery.error))
-        self._reporter.recovered()
+        return len(data)
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued (up to ``timeout`` s), stop the poller, destroy the client."""

@@ -1,7 +1,8 @@
 """The Kafka event bus: shared topics keyed by task id, at-least-once consumer groups.
 
 ``publish`` blocks until Kafka confirmed the message (idempotent producer, acks=all)
-and raises :class:`~skalds.errors.PublishError` otherwise; nothing is dropped
+and raises :class:`~skalds.errors.PublishError` otherwise; ``publish_nowait`` returns
+once the message is queued and logs a delivery that failed; nothing is dropped
 silently. Each ``subscribe`` is one consumer on its own thread that stores a
 message's offset only after its handler returned; stored offsets are committed every
 ``commit_interval`` seconds, at a rebalance and at close, so a crash may redeliver up
@@ -128,6 +129,19 @@ class KafkaEventBus(EventBus):
         if self._closed:
             raise PublishError("event bus is closed")
         self._producer.send(str(topic), key, value)
+
+    def publish_nowait(self, topic: str, key: str | None, value: bytes | str) -> None:
+        """Queue one message for Kafka and return; a failed delivery is logged.
+
+        Same producer as :meth:`publish` (idempotent, acks=all), so per key the order
+        holds across both. Messages still queued at :meth:`close` are delivered then.
+        """
+        try:
+            if self._closed:
+                raise PublishError("event bus is closed")
+            self._producer.send_nowait(str(topic), key, value)
+        except PublishError as exc:
+            logger.warning("could not publish %s (key %s): %s", topic, key, exc)
 
     def subscribe(
         self, topics: Sequence[str], handler: MessageHandler, *, group: str

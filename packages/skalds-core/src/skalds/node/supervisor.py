@@ -499,15 +499,20 @@ class TaskSupervisor:
     def _publish_status(
         self, task_id: str, title: str, event_id: str, *, message: str | None = None
     ) -> None:
-        """Publish on ``taskworker.update``: ``title`` is a status or UpdateApplied/Failed."""
+        """Publish on ``taskworker.update``: ``title`` is a status or UpdateApplied/Failed.
+
+        Without waiting for the bus: the store already holds the status, the event
+        only tells viewers and dispatchers sooner, and the lane goes on to its next
+        task instead of waiting for the broker (the bus logs a delivery that failed).
+        """
         event = TaskEvent(
             task_ids=[task_id], title=title, initiator=self.skald_id, id=event_id, message=message
         )
         try:
-            self.backends.event_bus.publish(
+            self.backends.event_bus.publish_nowait(
                 Topic.TASKWORKER_UPDATE.value, task_id, event.model_dump_json()
             )
-        except Exception as exc:
+        except Exception as exc:  # a bus that breaks its contract must not stop the node
             logger.warning("could not publish %s of task %s: %s", title, task_id, exc)
 
     # -- views -----------------------------------------------------------------------

@@ -7,6 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from skalds.errors import PublishError
+from skalds.utils.logging import logger
+
 __all__ = ["BusMessage", "EventBus", "MessageHandler", "Subscription", "Topic"]
 
 
@@ -69,6 +72,21 @@ class EventBus(abc.ABC):
     @abc.abstractmethod
     def publish(self, topic: str, key: str | None, value: bytes | str) -> None:
         """Deliver one message; raise ``PublishError`` when the bus does not confirm it."""
+
+    def publish_nowait(self, topic: str, key: str | None, value: bytes | str) -> None:
+        """Hand one message to the bus for delivery, without waiting for its confirmation.
+
+        For hints whose loss only delays something the store already holds (a node's
+        status events, a task created or assigned): the calling thread goes on while
+        the bus delivers, and messages sent meanwhile share round trips to the broker.
+        Messages with the same key keep their order, also relative to ``publish``.
+        Nothing is raised: a message the bus refuses or cannot deliver is logged with
+        its topic and key. The default waits, as ``publish`` does, and logs a refusal.
+        """
+        try:
+            self.publish(topic, key, value)
+        except PublishError as exc:
+            logger.warning("could not publish %s (key %s): %s", topic, key, exc)
 
     @abc.abstractmethod
     def subscribe(
