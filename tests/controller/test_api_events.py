@@ -248,3 +248,33 @@ def test_an_unreadable_store_is_an_error_event_not_a_broken_stream(
         event = sse.next()
         assert event["event"] == "error" and event["data"]["code"] == "SERVICE_UNAVAILABLE"
         assert sse.next(0.3) is None and sse.comments >= 1  # still open, still ticking
+
+
+def test_the_dispatcher_and_the_live_events_share_one_consumer_group():
+    """Each event reaches a controller once, however many of its parts follow it."""
+    from skalds.memory import MemoryCache, MemoryEventBus, MemoryStore
+    from skalds.plugins import Backends
+    from tests.contract.test_shared_subscription import CountingBus
+
+    bus = CountingBus(MemoryEventBus())
+    backends = Backends(bus, MemoryCache(), MemoryStore())
+    settings = ControllerSettings(load_entry_points=False, mode="DISPATCHER", controller_id="c-one")
+    app = create_app(settings, backends=backends)
+    with TestClient(app) as client:
+        dispatcher = app.state.context.background.dispatcher
+        wait_for(lambda: dispatcher.describe()["subscribed"])
+        assert bus.groups == ["c-one.events"]
+        bus.publish("task.created", "t-1", '{"taskIds": ["t-1"], "initiator": "test"}')
+        # both parts got it: each counts the events it handled, by source
+        wait_for(lambda: {"dispatcher", "live"} <= _sources_that_handled_events(client))
+
+
+def _sources_that_handled_events(client: TestClient) -> set[str]:
+    """Sources whose ``skalds_controller_events_handled_total`` is above zero."""
+    sources = set()
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("skalds_controller_events_handled_total{"):
+            labels, value = line.rsplit(" ", 1)
+            if float(value) > 0:
+                sources.add(labels.split('source="', 1)[1].split('"', 1)[0])
+    return sources

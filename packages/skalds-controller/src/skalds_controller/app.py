@@ -14,6 +14,7 @@ from skalds.__about__ import __version__
 from skalds.plugins import Backends, make_backends, make_plugin_manager
 from skalds_controller.auth import GuardMiddleware
 from skalds_controller.background import start_background
+from skalds_controller.bus_events import SharedSubscription
 from skalds_controller.deps import Context
 from skalds_controller.errors import install_error_handlers
 from skalds_controller.live_metrics import install_metrics
@@ -40,7 +41,13 @@ def create_app(
     controller_id = settings.controller_id or f"controller-{uuid.uuid4().hex[:8]}"
     nodes = NodeDirectory(backends.cache)
     context = Context(
-        settings, backends, nodes, TaskService(backends, nodes, initiator=controller_id)
+        settings,
+        backends,
+        nodes,
+        TaskService(backends, nodes, initiator=controller_id),
+        # One consumer group for the dispatcher and the live events: each event reaches
+        # this controller once (see bus_events).
+        events=SharedSubscription(backends.event_bus, f"{controller_id}.events"),
     )
 
     @asynccontextmanager
@@ -50,6 +57,8 @@ def create_app(
             yield
         finally:
             stop()
+            if context.events is not None:
+                context.events.close()  # after the live events stopped (their lifespan is inside)
 
     app = FastAPI(
         lifespan=lifespan,

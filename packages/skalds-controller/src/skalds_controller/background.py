@@ -96,6 +96,7 @@ def start_background(context: Context, *, observer: DispatchObserver | None = No
             controller_id=controller_id,
             lease=dispatch_lease,
             observer=observer,
+            events=context.events,
         )
         monitor.add_listener(dispatcher.on_node_change)
         context.tasks.on_created.append(dispatcher.offer)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 
 from skalds.plugins import Backends
+from skalds_controller.bus_events import SharedSubscription
 from skalds_controller.nodes import NodeDirectory
 from skalds_controller.service import TaskService
 from skalds_controller.settings import ControllerSettings
@@ -28,6 +29,8 @@ class Context:
     tasks: TaskService
     background: Background | None = None
     """The monitor/dispatcher of this app (set at start-up; None before, or in tests)."""
+    events: SharedSubscription | None = None
+    """The bus subscription the dispatcher and the live events share (None: each makes its own)."""
 
 
 async def get_context(request: Request) -> Context:

@@ -50,10 +50,11 @@ from skalds.errors import TaskNotFoundError
 from skalds.model.task import ACTIVE_STATUSES, Task, TaskLifecycleStatus
 from skalds.node.events import parse_task_event
 from skalds.plugins import Backends
-from skalds.ports.event_bus import BusMessage, Subscription, Topic
+from skalds.ports.event_bus import BusMessage, Topic
 from skalds.ports.store import TaskQuery
 from skalds.utils.logging import logger
 from skalds.utils.time import now_ms
+from skalds_controller.bus_events import SharedSubscription
 from skalds_controller.lease import Lease
 from skalds_controller.nodes import NodeDirectory
 from skalds_controller.placement import NodeSlot, node_slots
@@ -73,7 +74,6 @@ DISPATCHER_TOPICS = (
     Topic.TASKWORKER_UPDATE.value,
 )
 _ENDED_TITLES = frozenset({S.FINISHED.value, S.FAILED.value, S.CANCELLED.value})
-_SUBSCRIBE_RETRY_SECONDS = 2.0
 _OFFERS_REMEMBERED = 10_000
 
 
@@ -130,6 +130,8 @@ class Dispatcher:
             ``settings.dispatcher_assign_concurrency``).
         max_assigning: assignments a node may have not yet started (default:
             ``settings.dispatcher_max_assigning_per_node``).
+        events: the controller's shared bus subscription to follow; ``None`` makes
+            one of the dispatcher's own (consumer group ``skalds-dispatcher-<id>``).
     """
 
     def __init__(
@@ -146,6 +148,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         assign_concurrency: int | None = None,
         max_assigning: int | None = None,
+        events: SharedSubscription | None = None,
     ) -> None:
         self.backends = backends
         self.settings = settings
@@ -166,7 +169,6 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._strategy: Strategy = make_strategy(settings.dispatcher_strategy, self._rng)
         self._nodes = NodeDirectory(backends.cache)  # own instance: it keeps state
-        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.retries = Retries(
@@ -188,9 +190,14 @@ class Dispatcher:
         # Tasks this process's API created, handed over in memory (see offer):
         self._offered: dict[str, Task] = {}
         self._offered_ids: OrderedDict[str, None] = OrderedDict()  # their events, to skip
-        self._subscription: Subscription | None = None
+        self._own_events = events is None
+        self._events = events or SharedSubscription(
+            backends.event_bus,
+            f"skalds-dispatcher-{controller_id}",
+            DISPATCHER_TOPICS,
+            name="dispatcher",
+        )
         self._thread: threading.Thread | None = None
-        self._subscriber: threading.Thread | None = None
         self.counts: dict[str, int] = {
             "passes": 0,
             "assigned": 0,
@@ -259,30 +266,27 @@ class Dispatcher:
             self.wake()
 
     def start(self) -> None:
-        """Start the dispatch thread, and a thread that subscribes to the bus (retrying)."""
+        """Start the dispatch thread and follow the bus (subscribing, retrying, meanwhile).
+
+        Joining a consumer group can take seconds on Kafka: the subscription is made
+        on a thread of its own, and periodic passes run from the start. Once it is up,
+        a pass places what was created while nobody listened.
+        """
         self._thread = threading.Thread(target=self._loop, name="skalds-dispatcher", daemon=True)
         self._thread.start()
-        self._subscriber = threading.Thread(
-            target=self._subscribe_loop, name="skalds-dispatcher-subscribe", daemon=True
-        )
-        self._subscriber.start()
+        self._events.follow(DISPATCHER_TOPICS, self._on_message, on_subscribed=self.wake)
 
     def stop(self) -> None:
-        """Stop after the current pass and close the bus subscription."""
+        """Stop after the current pass and stop following the bus."""
         self._stop.set()
         self._wake.set()
-        for thread in (self._thread, self._subscriber):
-            if thread is not None:
-                thread.join(timeout=10)
+        self._events.unfollow(self._on_message)
+        if self._own_events:
+            self._events.close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
         if self._assigners is not None:
             self._assigners.shutdown(wait=True)
-        with self._lock:
-            subscription, self._subscription = self._subscription, None
-        if subscription is not None:
-            try:
-                subscription.close()
-            except Exception as exc:
-                logger.warning("dispatcher: closing the subscription failed: %s", exc)
 
     def describe(self) -> dict[str, Any]:
         """The dispatcher's state for status pages."""
@@ -291,7 +295,7 @@ class Dispatcher:
             "strategy": self.strategy.value,
             "leading": self.leading,
             "leaseHolder": self.lease.current_holder() if self.lease else self.controller_id,
-            "subscribed": self._subscription is not None,
+            "subscribed": self._events.subscribed,
             **self.counts,
         }
 
@@ -357,36 +361,6 @@ class Dispatcher:
             getattr(self.observer, method)(*args)
         except Exception:
             logger.exception("dispatcher: the metrics observer failed")
-
-    def _subscribe_loop(self) -> None:
-        """Subscribe, retrying while the bus is down; passes go on meanwhile (own thread).
-
-        Joining a consumer group can take seconds on Kafka: doing it here keeps the
-        dispatch thread's periodic passes running from the start.
-        """
-        bus = self.backends.event_bus
-        group = f"skalds-dispatcher-{self.controller_id}"
-        while not self._stop.is_set():
-            try:
-                bus.ensure_topics(DISPATCHER_TOPICS)
-                subscription = bus.subscribe(DISPATCHER_TOPICS, self._on_message, group=group)
-            except Exception as exc:
-                logger.error(
-                    "dispatcher: cannot subscribe to %s (%s); retrying in %.0f s, "
-                    "periodic passes go on meanwhile",
-                    ", ".join(DISPATCHER_TOPICS),
-                    exc,
-                    _SUBSCRIBE_RETRY_SECONDS,
-                )
-                self._stop.wait(_SUBSCRIBE_RETRY_SECONDS)
-                continue
-            with self._lock:
-                if self._stop.is_set():
-                    subscription.close()
-                    return
-                self._subscription = subscription
-            self.wake()  # place what was created while nobody listened
-            return
 
     # -- the loop ---------------------------------------------------------------------------
 

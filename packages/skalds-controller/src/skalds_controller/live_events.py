@@ -26,10 +26,11 @@ from pydantic import ValidationError
 from skalds.model.event import TaskEvent
 from skalds.model.task import TaskLifecycleStatus
 from skalds.plugins import Backends
-from skalds.ports.event_bus import BusMessage, Subscription, Topic
+from skalds.ports.event_bus import BusMessage, Topic
 from skalds.utils.logging import logger
 from skalds.utils.time import now_ms
 from skalds_controller.api_summary import nodes_by_mode, tasks_by_status
+from skalds_controller.bus_events import SharedSubscription
 from skalds_controller.errors import ApiError
 from skalds_controller.live_metrics import Metrics, metrics_of
 from skalds_controller.live_nodes import NodeWatcher
@@ -65,6 +66,7 @@ class LiveEvents:
         queue_size: int = 1000,
         max_clients: int = 1000,
         max_tracked_tasks: int = 10_000,
+        events: SharedSubscription | None = None,
     ) -> None:
         self.backends = backends
         self.group = group
@@ -84,8 +86,10 @@ class LiveEvents:
         self._last_summary: dict[str, Any] | None = None
         self._stop = threading.Event()
         self._started = False
-        self._subscription: Subscription | None = None
-        self._subscribe_failing = False
+        self._own_events = events is None
+        self._events = events or SharedSubscription(
+            backends.event_bus, group, [t.value for t in _TOPICS], name="live events"
+        )
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -96,40 +100,25 @@ class LiveEvents:
             if self._started:
                 return
             self._started = True
-        self._subscribe()
+        self._events.follow([t.value for t in _TOPICS], self._on_message)
         self._thread = threading.Thread(target=self._loop, name="skalds-live-events", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the subscription and the watcher thread."""
+        """Stop following the bus and the watcher thread."""
         self._stop.set()
         self._status_dirty.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self._subscription is not None:
-            self._subscription.close()
-            self._subscription = None
-
-    def _subscribe(self) -> None:
-        try:
-            with contextlib.suppress(Exception):
-                self.backends.event_bus.ensure_topics([t.value for t in _TOPICS])
-            self._subscription = self.backends.event_bus.subscribe(
-                [t.value for t in _TOPICS], self._on_message, group=self.group
-            )
-            self._subscribe_failing = False
-        except Exception as exc:
-            if not self._subscribe_failing:
-                logger.error("live events: cannot subscribe to the bus (retrying): %s", exc)
-            self._subscribe_failing = True
+        self._events.unfollow(self._on_message)
+        if self._own_events:
+            self._events.close()
 
     def _loop(self) -> None:
         next_poll = 0.0
         while not self._stop.is_set():
             if time.monotonic() >= next_poll:
                 next_poll = time.monotonic() + self.poll_interval
-                if self._subscription is None:
-                    self._subscribe()
                 self._poll_nodes()
             if self._status_dirty.is_set():
                 self._status_dirty.clear()
@@ -333,6 +322,7 @@ def live_events_of(app: FastAPI) -> LiveEvents:
                 context.backends,
                 group=f"{context.tasks.initiator}.live-events",
                 metrics=metrics_of(app),
+                events=context.events,
             )
             app.state.live_events = hub
     hub.start()
