@@ -59,9 +59,10 @@ from skalds.model.task import TaskLifecycleStatus
 from skalds.node.skald import Skald
 from skalds.plugins import Backends, make_plugin_manager
 from skalds.ports.event_bus import BusMessage
+from skalds.shared_subscription import SharedSubscription
 from skalds.utils.logging import logger
 from skalds_controller import ControllerSettings
-from skalds_controller.bus_events import SharedSubscription
+from skalds_controller.topics import CONTROLLER_TOPICS
 
 if TYPE_CHECKING:
     import httpx
@@ -109,6 +110,7 @@ class Harness:
         plugins = make_plugin_manager(load_entry_points=backends is None)
         self.node = Skald(self.settings, plugin_manager=plugins, backends=backends)
         self.node.register_task_worker(StampWorker)
+        self.node.share_events(CONTROLLER_TOPICS)  # as skalds up: one subscription
         self.node.start()
         self.backends = self.node.backends
         import httpx
@@ -116,8 +118,8 @@ class Harness:
         from skalds_controller import create_app
         from skalds_controller.server import ControllerServer
 
-        app = create_app(self.settings, backends=self.backends)
-        self.events = app.state.context.events  # the controller's own bus subscription
+        app = create_app(self.settings, backends=self.backends, bus_events=self.node.events)
+        self.events = self.node.events  # the bus subscription the process shares
         self.server = ControllerServer(self.settings, app)
         self._thread = threading.Thread(target=self.server.run, daemon=True)
         self._thread.start()

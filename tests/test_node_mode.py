@@ -8,6 +8,7 @@ import time
 import pytest
 
 from skalds.config.skald_config import SkaldConfig
+from skalds.errors import SkaldsError
 from skalds.model.event import TaskEvent
 from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.node import keys
@@ -384,3 +385,27 @@ def test_a_burst_of_assignments_starts_exactly_max_workers_tasks(skalds_node_fac
     running = [t for t in ids if status(node, t) is S.RUNNING]
     assert len(node.supervisor.tasks) == 3 and sorted(running) == sorted(node.supervisor.tasks)
     assert all(status(node, t) is S.CREATED for t in ids if t not in running)
+
+
+def test_parts_of_the_process_can_follow_the_nodes_own_bus_subscription(skalds_backends, tmp_path):
+    """``skalds up``'s controller follows the node's subscription: no group of its own."""
+    node = Skald(
+        SkaldConfig(skald_id="sharing", log_path=str(tmp_path), load_entry_points=False),
+        backends=skalds_backends,
+    )
+    node.register_task_worker(ProbeWorker)
+    with pytest.raises(SkaldsError, match="not started"):
+        node.events  # noqa: B018 - the property raises
+    node.share_events(["taskworker.update", "task.assign"])
+    node.start()
+    try:
+        with pytest.raises(SkaldsError, match="before the node starts"):
+            node.share_events(["task.created"])
+        seen: list[tuple[str, str | None]] = []
+        node.events.follow(["taskworker.update"], lambda m: seen.append((m.topic, m.key)))
+        skalds_backends.event_bus.publish("taskworker.update", "t-1", '{"taskIds": ["t-1"]}')
+        wait_for(lambda: seen == [("taskworker.update", "t-1")])
+        with pytest.raises(ValueError, match=r"task\.created"):
+            node.events.follow(["task.created"], lambda m: None)
+    finally:
+        node.stop()

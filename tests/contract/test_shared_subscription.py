@@ -17,7 +17,7 @@ from skalds.errors import BackendUnavailableError
 from skalds.memory import MemoryEventBus
 from skalds.ports import BusMessage, EventBus, Subscription
 from skalds.ports.event_bus import MessageHandler
-from skalds_controller.bus_events import SharedSubscription
+from skalds.shared_subscription import SharedSubscription
 from tests.helpers import collected_log, wait_for
 
 

@@ -151,6 +151,7 @@ def test_up_runs_the_same_on_the_real_services(tmp_path):
     mongo_url = require_mongo()
     db_name = f"skalds_up_{uuid.uuid4().hex[:8]}"
     node_id = f"up-{uuid.uuid4().hex[:6]}"
+    groups_before = _kafka_groups()
     up = Up(
         tmp_path,
         "--skald-id",
@@ -169,6 +170,8 @@ def test_up_runs_the_same_on_the_real_services(tmp_path):
         health = httpx.get(f"{url}/api/system/health", timeout=10).json()
         assert health["status"] == "healthy", health
         run_example_tasks(url, node_id)
+        # The node and the controller share one consumer group: each event once.
+        assert _kafka_groups() - groups_before == {f"skalds-node-{node_id}"}
     finally:
         code = up.terminate()
         import pymongo
@@ -178,3 +181,11 @@ def test_up_runs_the_same_on_the_real_services(tmp_path):
         client.close()
     assert code == 0, up.text()
     assert "closing stream rtsp://camera/1" in (tmp_path / "logs" / "cam-1.log").read_text()
+
+
+def _kafka_groups() -> set[str]:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": "127.0.0.1:9092"})
+    listed = admin.list_consumer_groups(request_timeout=10).result(timeout=15)
+    return {g.group_id for g in listed.valid}

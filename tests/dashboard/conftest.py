@@ -111,14 +111,29 @@ class UpProcess:
                 self.proc.wait()
 
 
+_RUNNING: list[UpProcess] = []
+
+
 @pytest.fixture(scope="session")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The address of a running ``skalds up`` (with ``SKALDS_API_TOKEN`` set)."""
     up = UpProcess(tmp_path_factory.mktemp("skalds-up"))
+    _RUNNING.append(up)
     try:
         yield up.url()
     finally:
+        _RUNNING.remove(up)
         up.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing browser test shows what ``skalds up`` logged (its last 80 lines)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _RUNNING and "base_url" in getattr(item, "fixturenames", ()):
+        tail = "".join(_RUNNING[-1].lines[-80:])
+        report.sections.append(("skalds up (last 80 lines)", tail))
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,9 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from skalds.__about__ import __version__
 from skalds.plugins import Backends, make_backends, make_plugin_manager
+from skalds.shared_subscription import SharedSubscription
 from skalds_controller.auth import GuardMiddleware
 from skalds_controller.background import start_background
-from skalds_controller.bus_events import SharedSubscription
 from skalds_controller.deps import Context
 from skalds_controller.errors import install_error_handlers
 from skalds_controller.live_metrics import install_metrics
@@ -23,6 +23,7 @@ from skalds_controller.routes import events, metrics, skalds, system, tasks
 from skalds_controller.routes.dashboard import install_dashboard
 from skalds_controller.service import TaskService
 from skalds_controller.settings import ControllerSettings
+from skalds_controller.topics import CONTROLLER_TOPICS
 
 __all__ = ["create_app"]
 
@@ -32,8 +33,18 @@ def create_app(
     *,
     backends: Backends | None = None,
     plugin_manager: pluggy.PluginManager | None = None,
+    bus_events: SharedSubscription | None = None,
 ) -> FastAPI:
-    """Build the API for ``settings``; pass ``backends`` to share them (tests, ``skalds up``)."""
+    """Build the API for ``settings``; pass ``backends`` to share them (tests, ``skalds up``).
+
+    Args:
+        settings: the controller's settings (default: from the environment).
+        backends: the event bus, cache and store to use (default: made from settings).
+        plugin_manager: the plugins that make the backends.
+        bus_events: a bus subscription to follow instead of one of the controller's own
+            (``skalds up`` shares its node's): it must consume ``CONTROLLER_TOPICS``;
+            its owner closes it.
+    """
     settings = settings or ControllerSettings()
     if backends is None:
         pm = plugin_manager or make_plugin_manager(load_entry_points=True)
@@ -46,8 +57,14 @@ def create_app(
         nodes,
         TaskService(backends, nodes, initiator=controller_id),
         # One consumer group for the dispatcher and the live events: each event reaches
-        # this controller once (see bus_events).
-        events=SharedSubscription(backends.event_bus, f"{controller_id}.events"),
+        # this controller once (see skalds.shared_subscription).
+        events=bus_events
+        or SharedSubscription(
+            backends.event_bus,
+            f"{controller_id}.events",
+            CONTROLLER_TOPICS,
+            name="controller events",
+        ),
     )
 
     @asynccontextmanager
@@ -57,7 +74,7 @@ def create_app(
             yield
         finally:
             stop()
-            if context.events is not None:
+            if bus_events is None and context.events is not None:
                 context.events.close()  # after the live events stopped (their lifespan is inside)
 
     app = FastAPI(

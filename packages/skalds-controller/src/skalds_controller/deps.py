@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 
 from skalds.plugins import Backends
-from skalds_controller.bus_events import SharedSubscription
+from skalds.shared_subscription import SharedSubscription
 from skalds_controller.nodes import NodeDirectory
 from skalds_controller.service import TaskService
 from skalds_controller.settings import ControllerSettings

@@ -52,9 +52,9 @@ from skalds.node.events import parse_task_event
 from skalds.plugins import Backends
 from skalds.ports.event_bus import BusMessage, Topic
 from skalds.ports.store import TaskQuery
+from skalds.shared_subscription import SharedSubscription
 from skalds.utils.logging import logger
 from skalds.utils.time import now_ms
-from skalds_controller.bus_events import SharedSubscription
 from skalds_controller.lease import Lease
 from skalds_controller.nodes import NodeDirectory
 from skalds_controller.placement import NodeSlot, node_slots

@@ -33,6 +33,7 @@ from skalds.sqlite import SqliteStore, path_of_url
 from skalds.utils.logging import configure_logging, logger
 from skalds_controller.bind import check_bind
 from skalds_controller.settings import ControllerSettings
+from skalds_controller.topics import CONTROLLER_TOPICS
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -106,6 +107,9 @@ class EmbeddedSkalds:
             self.node = Skald(self.settings, plugin_manager=self.pm)
             for cls in self.workers:
                 self.node.register_task_worker(cls)
+            # The controller follows the node's bus subscription: one consumer group,
+            # each event delivered to this process once.
+            self.node.share_events(CONTROLLER_TOPICS)
             try:
                 # Forks the fork server, then builds the backends and waits (retrying)
                 # until each answers: the fork server has not imported their clients.
@@ -121,7 +125,12 @@ class EmbeddedSkalds:
             from skalds_controller.server import ControllerServer
 
             if not self._stop.is_set():
-                app = create_app(self.settings, backends=backends, plugin_manager=self.pm)
+                app = create_app(
+                    self.settings,
+                    backends=backends,
+                    plugin_manager=self.pm,
+                    bus_events=self.node.events,
+                )
                 self.server = ControllerServer(
                     self.settings,
                     app,

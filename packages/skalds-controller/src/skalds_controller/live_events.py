@@ -27,10 +27,10 @@ from skalds.model.event import TaskEvent
 from skalds.model.task import TaskLifecycleStatus
 from skalds.plugins import Backends
 from skalds.ports.event_bus import BusMessage, Topic
+from skalds.shared_subscription import SharedSubscription
 from skalds.utils.logging import logger
 from skalds.utils.time import now_ms
 from skalds_controller.api_summary import nodes_by_mode, tasks_by_status
-from skalds_controller.bus_events import SharedSubscription
 from skalds_controller.errors import ApiError
 from skalds_controller.live_metrics import Metrics, metrics_of
 from skalds_controller.live_nodes import NodeWatcher

@@ -16,6 +16,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -32,9 +33,10 @@ from skalds.node.single import run_single_process
 from skalds.node.supervisor import TaskSupervisor
 from skalds.plugins import Backends, make_backends, make_plugin_manager, unreachable
 from skalds.ports.cache import Cache
-from skalds.ports.event_bus import EventBus, Subscription
+from skalds.ports.event_bus import EventBus
 from skalds.ports.runtime import WorkerListener, WorkerOutcome
 from skalds.ports.store import Store, TaskQuery
+from skalds.shared_subscription import SharedSubscription
 from skalds.utils.logging import configure_logging, logger
 from skalds.worker.registry import WorkerRegistry
 
@@ -43,6 +45,8 @@ __all__ = ["Skald", "Skalds"]
 S = TaskLifecycleStatus
 W = TypeVar("W", bound=type)
 _HEALTH_CHECK_SECONDS = 2.0
+_SUBSCRIBE_WAIT_SECONDS = 60.0
+"""How long start() waits for the node's bus subscription (a Kafka group join)."""
 _MAX_CONNECT_BACKOFF = 30.0
 
 
@@ -95,7 +99,8 @@ class Skald:
         self._executor: LaneExecutor | None = None
         self._reporter: NodeReporter | None = None
         self._edge: EdgeRunner | None = None
-        self._subscription: Subscription | None = None
+        self._events: SharedSubscription | None = None
+        self._shared_topics: tuple[str, ...] = ()
         self._reconcile_stop = threading.Event()
         self._reconcile_thread: threading.Thread | None = None
         self._started = False
@@ -121,6 +126,31 @@ class Skald:
             raise SkaldsError("register workers before the node starts (before run()/start())")
         self.registry.register(worker_cls, f"{type(self).__name__}.register_task_worker")
         return worker_cls
+
+    def share_events(self, topics: Sequence[str]) -> None:
+        """Before :meth:`start`: also consume ``topics`` in this node's bus subscription.
+
+        For other parts of this process that follow task events, ``skalds up``'s
+        controller: they follow :attr:`events` instead of a consumer group of their
+        own, so each event reaches the process once (one broker delivery, one thread).
+
+        Raises:
+            SkaldsError: the node has started already.
+        """
+        if self._started:
+            raise SkaldsError("share_events() must come before the node starts")
+        self._shared_topics = tuple(dict.fromkeys((*self._shared_topics, *topics)))
+
+    @property
+    def events(self) -> SharedSubscription:
+        """The node's bus subscription (after :meth:`start`), for :meth:`share_events` parts.
+
+        Raises:
+            SkaldsError: the node has not started.
+        """
+        if self._events is None:
+            raise SkaldsError("the node has not started: no bus subscription yet")
+        return self._events
 
     def _load_plugin_workers(self) -> None:
         if self._plugins_loaded:
@@ -273,8 +303,12 @@ class Skald:
             self._reporter.start()
         except Exception as exc:
             logger.error("cannot write to the cache (%s); heartbeats will retry", exc)
-        self._subscription = backends.event_bus.subscribe(
-            NODE_TOPICS, NodeEventHandler(self, self._executor), group=f"skalds-node-{cfg.skald_id}"
+        topics = tuple(dict.fromkeys((*NODE_TOPICS, *self._shared_topics)))
+        self._events = SharedSubscription(
+            backends.event_bus, f"skalds-node-{cfg.skald_id}", topics, name=f"node {cfg.skald_id}"
+        )
+        self._events.follow(
+            NODE_TOPICS, NodeEventHandler(self, self._executor), wait=_SUBSCRIBE_WAIT_SECONDS
         )
         if cfg.skald_mode == "edge":
             assert cfg.yaml_file is not None
@@ -303,8 +337,8 @@ class Skald:
         self._reconcile_stop.set()
         if self._edge is not None:
             self._edge.stop()
-        if self._subscription is not None:
-            self._subscription.close()
+        if self._events is not None:
+            self._events.close()
         supervisor = self.supervisor
         supervisor.shutting_down = True
         if supervisor.runtime is not None:

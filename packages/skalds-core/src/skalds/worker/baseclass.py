@@ -18,6 +18,7 @@ handler, so a long ``for`` loop in main sees new values on its next iteration.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # the C module under signal (no stubs)
 import os
 import signal
 import threading
@@ -215,10 +216,12 @@ class AbstractTaskWorker(Generic[T]):
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
         _reset_sigterm_in_forked_children()
-        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        # ``_signal``, the C module under ``signal``: the same call without converting
+        # numbers and handlers to enums, objects a task process would copy a page for.
+        previous = _signal.signal(_signal.SIGTERM, self._on_sigterm)
 
         def restore() -> None:
-            signal.signal(signal.SIGTERM, previous)
+            _signal.signal(_signal.SIGTERM, previous)
 
         return restore
 

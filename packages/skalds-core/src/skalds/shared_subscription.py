@@ -1,12 +1,13 @@
-"""One bus subscription for all the parts of a controller that follow task events.
+"""One bus subscription for the several parts of a process that follow task events.
 
-The dispatcher and the live events (SSE, metrics) both follow ``task.created``,
-``task.assign`` and ``taskworker.update``. Each with a consumer group of its own, every
-event reached the process twice: two fetches from the broker, two deliveries, two
-consumer threads. On Kafka a fetch costs the broker about as much as the publish
-itself, and a task sends four events, so :class:`SharedSubscription` receives each event
-once, in one consumer group per controller, and hands it to every part that follows
-its topic.
+A controller's dispatcher and live events (SSE, metrics) follow ``task.created``,
+``task.assign`` and ``taskworker.update``; under ``skalds up`` its node, in the same
+process, follows ``task.assign`` and ``task.cancel`` too. Each with a consumer group of
+its own, every event reached the process once per part: one fetch from the broker, one
+delivery, one consumer thread each. On Kafka a delivery costs the broker about as much
+as the publish itself, and a task sends four events, so :class:`SharedSubscription`
+receives each event once, in one consumer group, and hands it to every part that
+follows its topic.
 
 Subscribing may fail while the bus is down; a thread retries until it succeeds, and
 each follower is told (``on_subscribed``) so that it can read what it may have missed
@@ -19,13 +20,11 @@ import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
+from skalds.errors import BackendUnavailableError
 from skalds.ports.event_bus import BusMessage, EventBus, MessageHandler, Subscription
 from skalds.utils.logging import logger
 
-__all__ = ["CONTROLLER_TOPICS", "SharedSubscription"]
-
-CONTROLLER_TOPICS = ("taskworker.update", "task.created", "task.assign", "task.cancel")
-"""What the parts of a controller follow: the union of the dispatcher's and the live events'."""
+__all__ = ["SharedSubscription"]
 
 _RETRY_SECONDS = 2.0
 
@@ -47,7 +46,7 @@ class SharedSubscription:
 
     Args:
         bus: the event bus.
-        group: the consumer group (one per controller: every controller sees everything).
+        group: the consumer group (one per process: each sees every event).
         topics: every topic a follower may ask for.
         name: names this subscription in log lines.
         retry_seconds: how long to wait before subscribing again after a failure.
@@ -57,9 +56,9 @@ class SharedSubscription:
         self,
         bus: EventBus,
         group: str,
-        topics: Sequence[str] = CONTROLLER_TOPICS,
+        topics: Sequence[str],
         *,
-        name: str = "controller events",
+        name: str = "bus events",
         retry_seconds: float = _RETRY_SECONDS,
     ) -> None:
         self.bus = bus
@@ -72,6 +71,8 @@ class SharedSubscription:
         self._subscription: Subscription | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._up = threading.Event()
+        self._last_error = ""
 
     @property
     def subscribed(self) -> bool:
@@ -84,6 +85,7 @@ class SharedSubscription:
         handler: MessageHandler,
         *,
         on_subscribed: Callable[[], None] | None = None,
+        wait: float | None = None,
     ) -> None:
         """Hand messages of ``topics`` to ``handler`` from now on; subscribe if not yet done.
 
@@ -92,9 +94,14 @@ class SharedSubscription:
             handler: called with each such message, on the bus's thread.
             on_subscribed: called (on the subscribing thread) once the subscription is
                 up, or at once if it already is.
+            wait: return only once subscribed, waiting up to this many seconds (what
+                is published after that reaches ``handler``); ``None``: do not wait.
 
         Raises:
             ValueError: a topic this subscription does not consume.
+            RuntimeError: the subscription was closed.
+            BackendUnavailableError: not subscribed within ``wait`` seconds (the
+                handler stays a follower; the subscription goes on retrying).
         """
         unknown = set(topics) - set(self.topics)
         if unknown:
@@ -112,6 +119,11 @@ class SharedSubscription:
                 self._thread.start()
         if up and on_subscribed is not None:
             on_subscribed()
+        if wait is not None and not self._up.wait(wait):
+            raise BackendUnavailableError(
+                f"{self.name}: not subscribed to {', '.join(self.topics)} within {wait:g} s"
+                f"{self._last_error}"
+            )
 
     def unfollow(self, handler: MessageHandler) -> None:
         """Stop handing messages to ``handler`` (the subscription goes on for the others)."""
@@ -149,6 +161,7 @@ class SharedSubscription:
                 self.bus.ensure_topics(self.topics)
                 subscription = self.bus.subscribe(self.topics, self._on_message, group=self.group)
             except Exception as exc:
+                self._last_error = f" (last error: {exc})"
                 if not failing:
                     logger.error(
                         "%s: cannot subscribe to %s (%s); retrying every %.0f s",
@@ -166,6 +179,7 @@ class SharedSubscription:
                     return
                 self._subscription = subscription
                 followers = self._followers
+            self._up.set()
             if failing:
                 logger.info("%s: subscribed to %s", self.name, ", ".join(self.topics))
             for follower in followers:
