@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -13,7 +14,7 @@ from skalds.model.event import TaskEvent
 from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.node import keys
 from skalds.ports import Topic
-from tests.helpers import process_alive, read_lines, wait_for
+from tests.helpers import collected_log, process_alive, read_lines, wait_for
 from tests.workers import NoUpdateWorker, ProbeWorker, family_pids
 
 S = TaskLifecycleStatus
@@ -262,3 +263,47 @@ def test_a_killed_fork_server_is_replaced_and_running_workers_are_unaffected(
     # and new tasks still start, from the new fork server
     submit(node, "after", tmp_path / "after")
     wait_status(node, "after", S.FINISHED)
+
+
+def test_a_task_starting_while_the_supervisor_loop_reads_the_tasks_does_not_break_it(node):
+    """``spawn`` adds to the runtime's tasks from a lane while the supervisor loop looks
+    at them for its next timer; that once raised "dictionary changed size during
+    iteration" and ended the loop, after which no task could start."""
+    runtime = node.supervisor.runtime
+
+    class Arriving:
+        """A task whose timer fields are read while another task starts."""
+
+        cancel_at = killed = code_at = None
+
+        @property
+        def eof_at(self) -> None:
+            runtime._handles.setdefault("started-meanwhile", Arriving())
+            return None
+
+    runtime._handles["looked-at"] = Arriving()
+    try:
+        assert runtime._next_timeout() == 1.0
+    finally:
+        runtime._handles.pop("looked-at", None)
+        runtime._handles.pop("started-meanwhile", None)
+
+
+def test_the_supervisor_loop_outlives_an_error_of_its_own(node, tmp_path, monkeypatch):
+    runtime = node.supervisor.runtime
+    original = runtime._on_timers
+    failures = []
+
+    def broken_once() -> None:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("a bug in the loop, on purpose")
+        original()
+
+    with collected_log(logging.ERROR) as lines:
+        monkeypatch.setattr(runtime, "_on_timers", broken_once)
+        runtime._wake()
+        wait_for(lambda: failures)
+        submit(node, "after-the-bug", tmp_path / "after")
+        wait_status(node, "after-the-bug", S.FINISHED)
+    assert any("supervisor loop failed" in line for line in lines), lines

@@ -32,6 +32,7 @@ from skalds.worker.registry import WorkerRegistry
 __all__ = ["LocalRuntime", "describe_exit"]
 
 _EXIT_WAIT = 2.0  # how long to wait for the exit code after a worker's pipe closed
+_LOOP_ERROR_PAUSE = 0.1  # after an unexpected error in the supervisor loop
 
 
 def describe_exit(code: int | None) -> str:
@@ -138,7 +139,7 @@ class LocalRuntime(WorkerRuntime):
         with contextlib.suppress(KeyError, ValueError):
             sel.unregister(self._ctrl)
         self._ctrl.close()
-        for handle in self._handles.values():
+        for handle in self._snapshot():
             if handle.pid is not None:
                 handle.code_known = True  # nobody will report their exit codes now
             else:
@@ -268,28 +269,49 @@ class LocalRuntime(WorkerRuntime):
         self._sel = sel = selectors.DefaultSelector()
         sel.register(self._ctrl, selectors.EVENT_READ, None)
         sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        failing = False
         while not self._stopping.is_set():
-            for key, _ in sel.select(timeout=self._next_timeout()):
-                if key.data == "wake":
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(self._wake_r, 4096)
-                elif key.data is None:
-                    if not self._on_ctrl() and not self._stopping.is_set():
-                        self._replace_zygote(sel)
-                else:
-                    self._on_worker(key.data)
-            while not self._pending.empty():
-                handle = self._pending.get()
-                if handle.eof_at is None:
-                    sel.register(handle.conn, selectors.EVENT_READ, handle)
-            self._on_timers()
+            try:
+                self._serve_once(sel)
+                failing = False
+            except Exception:
+                # This thread is every worker's supervisor: it must outlive any bug of
+                # its own. Log it (once per streak) and go on after a short pause.
+                if not failing:
+                    logger.exception("worker runtime: the supervisor loop failed; going on")
+                failing = True
+                self._stopping.wait(_LOOP_ERROR_PAUSE)
         sel.close()
+
+    def _serve_once(self, sel: selectors.BaseSelector) -> None:
+        """Wait for the fork server, a worker pipe, a wake-up or a timer; handle it."""
+        for key, _ in sel.select(timeout=self._next_timeout()):
+            if key.data == "wake":
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_r, 4096)
+            elif key.data is None:
+                if not self._on_ctrl() and not self._stopping.is_set():
+                    self._replace_zygote(sel)
+            else:
+                self._on_worker(key.data)
+        while not self._pending.empty():
+            handle = self._pending.get()
+            if handle.eof_at is None:
+                sel.register(handle.conn, selectors.EVENT_READ, handle)
+        self._on_timers()
+
+    def _snapshot(self) -> list[_Handle]:
+        """The handles now. Lanes add to ``_handles`` (``spawn``) while this thread reads:
+        iterating the dict itself could meet a change and raise."""
+        with self._lock:
+            return list(self._handles.values())
 
     def _next_timeout(self) -> float:
         now = time.monotonic()
-        deadlines = [h.cancel_at for h in self._handles.values() if h.cancel_at and not h.killed]
-        deadlines += [h.eof_at + _EXIT_WAIT for h in self._handles.values() if h.eof_at]
-        deadlines += [h.code_at + _EXIT_WAIT for h in self._handles.values() if h.code_at]
+        handles = self._snapshot()
+        deadlines = [h.cancel_at for h in handles if h.cancel_at and not h.killed]
+        deadlines += [h.eof_at + _EXIT_WAIT for h in handles if h.eof_at]
+        deadlines += [h.code_at + _EXIT_WAIT for h in handles if h.code_at]
         return max(0.0, min(deadlines) - now) if deadlines else 1.0
 
     def _on_ctrl(self) -> bool:
@@ -349,7 +371,7 @@ class LocalRuntime(WorkerRuntime):
 
     def _on_timers(self) -> None:
         now = time.monotonic()
-        for handle in list(self._handles.values()):
+        for handle in self._snapshot():
             if handle.cancel_at and not handle.killed and now >= handle.cancel_at:
                 if handle.pid is not None and handle.eof_at is None:
                     logger.warning(
