@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 
 import pytest
 
@@ -15,7 +16,7 @@ pytest.importorskip("skalds_kafka")
 from skalds.config.skald_config import SkaldConfig
 from skalds.errors import BackendUnavailableError, PublishError
 from skalds.plugins import make_backends, make_plugin_manager
-from skalds.ports import Topic
+from skalds.ports import EventBus, Topic
 from skalds_kafka import ConnectionSettings, KafkaEventBus
 from skalds_kafka.proxy import KafkaAdmin, KafkaConfig
 from tests.backends.kafka import (
@@ -144,18 +145,22 @@ def test_an_oversized_message_says_its_size_and_is_not_sent(bus):
         bus.publish(topic, "k", b"x" * 2_000_000)
 
 
-def test_a_message_the_broker_refuses_as_too_large_raises(bus):
-    """Under the client's limit but over the topic's: the broker's refusal reaches the caller."""
+@pytest.fixture
+def lenient_bus() -> Iterator[EventBus]:
+    """A bus whose client sends messages up to 4 MB: the broker (1 MB) refuses the big ones."""
     bus = make_kafka_bus(
         create_seed_topics=False, producer_options={"message.max.bytes": 4_000_000}
     )
+    yield bus
+    bus.close()
+
+
+def test_a_message_the_broker_refuses_as_too_large_raises(lenient_bus):
+    """Under the client's limit but over the topic's: the broker's refusal reaches the caller."""
     topic = unique("test.broker-big")
-    try:
-        bus.ensure_topics([topic])
-        with pytest.raises(PublishError, match=r"too large|size|bytes"):
-            bus.publish(topic, "k", b"x" * 1_500_000)
-    finally:
-        bus.close()
+    lenient_bus.ensure_topics([topic])
+    with pytest.raises(PublishError, match=r"too large|size|bytes"):
+        lenient_bus.publish(topic, "k", b"x" * 1_500_000)
 
 
 def test_ping_and_publish_after_close(bus):
@@ -165,26 +170,20 @@ def test_ping_and_publish_after_close(bus):
         bus.publish("task.assign", "k", "v")
 
 
-def test_publish_nowait_logs_a_message_the_broker_refuses(logs):
+def test_publish_nowait_logs_a_message_the_broker_refuses(lenient_bus, logs):
     """Queued at once, refused by the broker later: the delivery report is logged."""
-    bus = make_kafka_bus(
-        create_seed_topics=False, producer_options={"message.max.bytes": 4_000_000}
-    )
     topic = unique("test.nowait-big")
-    try:
-        bus.ensure_topics([topic])
-        started = time.monotonic()
-        bus.publish_nowait(topic, "task-refused", b"x" * 1_500_000)
-        assert time.monotonic() - started < 1.0  # it did not wait for the broker
-        wait_for(
-            lambda: any(
-                "task-refused" in m and topic in m and "lost" in m
-                for m in logs.messages(logging.WARNING)
-            ),
-            timeout=10,
-        )
-    finally:
-        bus.close()
+    lenient_bus.ensure_topics([topic])
+    started = time.monotonic()
+    lenient_bus.publish_nowait(topic, "task-refused", b"x" * 1_500_000)
+    assert time.monotonic() - started < 1.0  # it did not wait for the broker
+    wait_for(
+        lambda: any(
+            "task-refused" in m and topic in m and "lost" in m
+            for m in logs.messages(logging.WARNING)
+        ),
+        timeout=10,
+    )
 
 
 def test_messages_published_nowait_are_delivered_before_close_returns(bus):

@@ -18,21 +18,14 @@ from skalds.memory import MemoryEventBus
 from skalds.ports import BusMessage, EventBus, Subscription
 from skalds.ports.event_bus import MessageHandler
 from skalds.shared_subscription import SharedSubscription
+from tests.contract.test_event_bus_contract import Inbox
 from tests.helpers import collected_log, wait_for
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[BusMessage] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, msg: BusMessage) -> None:
-        with self.lock:
-            self.messages.append(msg)
-
-    def values(self) -> list[tuple[str, bytes]]:
-        with self.lock:
-            return [(m.topic, m.value) for m in self.messages]
+def seen(inbox: Inbox) -> list[tuple[str, bytes]]:
+    """(topic, value) of what ``inbox`` received, in order."""
+    with inbox.lock:
+        return [(m.topic, m.value) for m in inbox.messages]
 
 
 def names() -> tuple[str, str, str]:
@@ -76,9 +69,9 @@ def test_each_follower_gets_the_topics_it_follows_from_one_consumer_group(event_
         wait_for(subscribed.is_set)
         event_bus.publish(a, "task-1", "one")
         event_bus.publish(b, "task-1", "two")
-        wait_for(lambda: len(both.values()) == 2 and len(only_b.values()) == 1)
-        assert both.values() == [(a, b"one"), (b, b"two")]
-        assert only_b.values() == [(b, b"two")]
+        wait_for(lambda: len(seen(both)) == 2 and len(seen(only_b)) == 1)
+        assert seen(both) == [(a, b"one"), (b, b"two")]
+        assert seen(only_b) == [(b, b"two")]
         assert bus.groups == [group]  # one subscription for both followers
     finally:
         shared.close()
@@ -100,8 +93,8 @@ def test_a_failing_follower_does_not_keep_the_message_from_the_others(event_bus:
             wait_for(subscribed.is_set)
             event_bus.publish(a, "task-1", "first")
             event_bus.publish(a, "task-1", "second")
-            wait_for(lambda: len(inbox.values()) == 2)
-        assert inbox.values() == [(a, b"first"), (a, b"second")]
+            wait_for(lambda: len(seen(inbox)) == 2)
+        assert seen(inbox) == [(a, b"first"), (a, b"second")]
         assert any("handler failed" in line and a in line for line in lines), lines
     finally:
         shared.close()
@@ -121,11 +114,11 @@ def test_an_unfollowed_handler_gets_nothing_more_and_a_late_follower_is_told_at_
         shared.follow([a], second, on_subscribed=told.set)
         assert told.is_set()  # already subscribed: called before follow returned
         event_bus.publish(a, "k", "1")
-        wait_for(lambda: len(first.values()) == 1 and len(second.values()) == 1)
+        wait_for(lambda: len(seen(first)) == 1 and len(seen(second)) == 1)
         shared.unfollow(first)
         event_bus.publish(a, "k", "2")
-        wait_for(lambda: len(second.values()) == 2)
-        assert first.values() == [(a, b"1")]
+        wait_for(lambda: len(seen(second)) == 2)
+        assert seen(first) == [(a, b"1")]
     finally:
         shared.close()
 
@@ -154,6 +147,6 @@ def test_it_retries_while_the_bus_refuses_and_then_tells_its_followers():
         assert len(refused) == 1 and "down (on purpose)" in refused[0]  # logged once
         assert any("subscribed to" in line for line in lines)
         inner.publish(a, "k", "after the outage")
-        wait_for(lambda: inbox.values() == [(a, b"after the outage")])
+        wait_for(lambda: seen(inbox) == [(a, b"after the outage")])
     finally:
         shared.close()
