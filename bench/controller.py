@@ -52,6 +52,7 @@ from urllib.parse import urlsplit
 
 import psutil
 from calibrate import machine_speed
+from service_urls import CACHE_URL, EVENT_BUS_URL, mongo_url, require_services
 from stamp_worker import StampWorker
 
 from skalds.memory import MemoryCache, MemoryEventBus, MemoryStore
@@ -69,12 +70,12 @@ if TYPE_CHECKING:
 
 S = TaskLifecycleStatus
 BENCH_DIR = Path(__file__).resolve().parent
-MONGO_URL = os.environ.get("SKALDS_TEST_MONGO_URL", "mongodb://root:root@127.0.0.1:27017/")
-SERVICES = {
-    "event_bus_url": "kafka://127.0.0.1:9092",
-    "cache_url": "redis://127.0.0.1:6379/0",
-    "store_url": MONGO_URL,
-}
+
+
+def services() -> dict[str, str]:
+    """The real services' URLs (exits with the reason when one does not answer)."""
+    require_services()
+    return {"event_bus_url": EVENT_BUS_URL, "cache_url": CACHE_URL, "store_url": mongo_url()}
 
 
 def pct(values: list[float]) -> dict[str, float]:
@@ -321,7 +322,7 @@ def run_api_only(samples: int = 200, oneshots: int = 2000) -> dict[str, Any]:
 def _drop_db(name: str) -> None:
     import pymongo
 
-    client: Any = pymongo.MongoClient(MONGO_URL, serverSelectionTimeoutMS=3000)
+    client: Any = pymongo.MongoClient(mongo_url(), serverSelectionTimeoutMS=3000)
     try:
         client.drop_database(name)
     finally:
@@ -343,9 +344,9 @@ def node_failover_s(h: Harness, db_name: str, node_ttl: float | None = None) -> 
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]),
-        "SKALDS_EVENT_BUS": SERVICES["event_bus_url"],
-        "SKALDS_CACHE": SERVICES["cache_url"],
-        "SKALDS_STORE": SERVICES["store_url"],
+        "SKALDS_EVENT_BUS": EVENT_BUS_URL,
+        "SKALDS_CACHE": CACHE_URL,
+        "SKALDS_STORE": mongo_url(),
         "DB_NAME": db_name,
         "LOG_LEVEL": "ERROR",
         "NODE_TTL_SECONDS": str(node_ttl),
@@ -400,7 +401,7 @@ def node_failover_s(h: Harness, db_name: str, node_ttl: float | None = None) -> 
 def run_services(samples: int = 200, oneshots: int = 2000) -> dict[str, Any]:
     os.environ.setdefault("MONGO_WRITE_LOCKS", "off")  # see the module's docstring
     db_name = f"skalds_bench_{uuid.uuid4().hex[:8]}"
-    h = Harness(None, db_name=db_name, **SERVICES)
+    h = Harness(None, db_name=db_name, **services())
     try:
         result = measure(h, samples, oneshots, suffix="_services")
         result["mongo_write_locks"] = os.environ["MONGO_WRITE_LOCKS"]

@@ -6,7 +6,6 @@ Used by ``python bench/run.py --json --services``; the services come from
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_workers import IdleWorker
+from service_urls import CACHE_URL, EVENT_BUS_URL, mongo_url, require_services
 
 from skalds.config.skald_config import SkaldConfig
 from skalds.model.event import TaskEvent
@@ -26,14 +26,13 @@ from skalds.plugins import make_backends, make_plugin_manager
 from skalds.ports import BusMessage, HashSet, ListSet, Set, Topic
 
 S = TaskLifecycleStatus
-MONGO_URL = os.environ.get("SKALDS_TEST_MONGO_URL", "mongodb://root:root@127.0.0.1:27017/")
 
 
 def _config(**extra: Any) -> SkaldConfig:
     return SkaldConfig(
-        event_bus_url="kafka://127.0.0.1:9092",
-        cache_url="redis://127.0.0.1:6379/0",
-        store_url=MONGO_URL,
+        event_bus_url=EVENT_BUS_URL,
+        cache_url=CACHE_URL,
+        store_url=mongo_url(),
         db_name=f"skalds_bench_{uuid.uuid4().hex[:8]}",
         log_level="ERROR",
         **extra,
@@ -135,7 +134,9 @@ def heartbeat_write_ms_per_100(rounds: int) -> float:
 def _drop_db(name: str) -> None:
     import pymongo
 
-    client: pymongo.MongoClient[Any] = pymongo.MongoClient(MONGO_URL, serverSelectionTimeoutMS=3000)
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(
+        mongo_url(), serverSelectionTimeoutMS=3000
+    )
     try:
         client.drop_database(name)
     finally:
@@ -143,6 +144,7 @@ def _drop_db(name: str) -> None:
 
 
 def run(pct: Any) -> dict[str, Any]:
+    require_services()
     return {
         "bus_event_ms": bus_event_ms(200, pct),
         "update_e2e_ms": update_e2e_ms(200, pct),

@@ -253,9 +253,9 @@ def test_a_killed_fork_server_is_replaced_and_running_workers_are_unaffected(
     submit(node, "survivor", first, mainSeconds=2)
     wait_for(lambda: "main" in read_lines(first))
     runtime = node.supervisor.runtime
-    old = runtime._zygote_pid
+    old, _kind = runtime.fork_server
     os.kill(old, signal.SIGKILL)
-    wait_for(lambda: runtime._zygote_pid != old, timeout=5)
+    wait_for(lambda: runtime.fork_server[0] != old, timeout=5)
     assert f"the fork server (pid {old}) is gone" in caplog.text
     # the running worker finishes normally and is recorded as such
     wait_status(node, "survivor", S.FINISHED, timeout=10)

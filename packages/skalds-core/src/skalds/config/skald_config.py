@@ -128,6 +128,13 @@ class SkaldConfig(BaseSettings):
     )
 
     # --- supervision ---
+    fork_server: Literal["auto", "fresh", "copy"] = Field(
+        default="auto",
+        description="what task processes are forked from: 'fresh' a new interpreter that "
+        "imports only the worker classes (cheaper tasks; module state the main script "
+        "set at run time is not seen), 'copy' a fork of the node, 'auto' fresh when "
+        "every worker class can be imported by name",
+    )
     max_workers: int = Field(default=500, ge=1, description="tasks this node runs at once")
     cancel_grace_seconds: float = Field(default=5.0, ge=0)
     heartbeat_interval: float = Field(default=1.0, gt=0)

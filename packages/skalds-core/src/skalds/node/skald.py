@@ -275,11 +275,13 @@ class Skald:
         )
         if runtime is None:
             raise ConfigError(f"no plugin provides a worker runtime for {cfg.runtime_url!r}")
-        # The fork server is forked first: before this node starts any thread, and
-        # before it builds its backends. Every task process is a fork of that server,
-        # and a fork copies the page tables of all it holds (its exit frees them
-        # again): the client libraries the backends import (pymongo, redis-py,
-        # confluent-kafka) made each one-shot task cost about a third more CPU.
+        # The fork server starts first: before this node starts any thread, and before
+        # it builds its backends. Every task process is a fork of that server, and a
+        # fork copies the page tables of all it holds (its exit frees them again): the
+        # client libraries the backends import (pymongo, redis-py, confluent-kafka)
+        # made each one-shot task cost about a third more CPU. A fresh fork server
+        # (FORK_SERVER, runtime/zygote.py) holds none of them anyway; a copy of this
+        # process must be taken now.
         runtime.start()
         try:
             backends = self._connect()

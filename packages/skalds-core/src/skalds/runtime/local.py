@@ -14,6 +14,8 @@ import queue
 import selectors
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -22,7 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from skalds.config.skald_config import SkaldConfig
-from skalds.errors import SkaldsError
+from skalds.errors import ConfigError, SkaldsError
 from skalds.model.task import TaskLifecycleStatus
 from skalds.ports.runtime import WorkerListener, WorkerOutcome, WorkerRuntime, WorkerSpec
 from skalds.runtime.protocol import MAX_CONTROL_PACKET, decode, encode
@@ -33,6 +35,26 @@ __all__ = ["LocalRuntime", "describe_exit"]
 
 _EXIT_WAIT = 2.0  # how long to wait for the exit code after a worker's pipe closed
 _LOOP_ERROR_PAUSE = 0.1  # after an unexpected error in the supervisor loop
+_FRESH_START_TIMEOUT = 120.0  # a fresh fork server importing the workers (torch, cv2...)
+
+
+@dataclass
+class _ForkServer:
+    """The fork server process: a fork of this one (``copy``) or a new one (``fresh``)."""
+
+    pid: int
+    kind: str
+    proc: subprocess.Popen[bytes] | None = None
+
+    def wait(self) -> int | None:
+        """Reap it; return its exit code (``None`` when it was reaped elsewhere)."""
+        if self.proc is not None:
+            return self.proc.wait()
+        try:
+            _, raw = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            return None
+        return os.waitstatus_to_exitcode(raw)
 
 
 def describe_exit(code: int | None) -> str:
@@ -82,7 +104,7 @@ class LocalRuntime(WorkerRuntime):
         self._lock = threading.Lock()
         self._pending: queue.SimpleQueue[_Handle] = queue.SimpleQueue()
         self._ctrl: socket.socket | None = None
-        self._zygote_pid: int | None = None
+        self._zygote: _ForkServer | None = None
         self._thread: threading.Thread | None = None
         self._sel: selectors.BaseSelector | None = None
         self._stopping = threading.Event()
@@ -92,14 +114,102 @@ class LocalRuntime(WorkerRuntime):
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Fork the fork server, then start the supervisor thread."""
+        """Start the fork server, then the supervisor thread.
+
+        Raises:
+            ConfigError: ``FORK_SERVER=fresh`` and a worker class cannot be imported
+                by name, or the fresh fork server could not import it.
+        """
         if self._thread is not None:
             return
-        self._ctrl, self._zygote_pid = self._fork_zygote()
+        self._ctrl, self._zygote = self._start_zygote()
         self._thread = threading.Thread(target=self._loop, name="skalds-supervisor", daemon=True)
         self._thread.start()
 
-    def _fork_zygote(self) -> tuple[socket.socket, int]:
+    @property
+    def fork_server(self) -> tuple[int, str] | None:
+        """The fork server's pid and kind (``fresh`` or ``copy``), once started."""
+        zygote = self._zygote
+        return (zygote.pid, zygote.kind) if zygote is not None else None
+
+    def _start_zygote(self) -> tuple[socket.socket, _ForkServer]:
+        """A fresh fork server when ``FORK_SERVER`` allows it and it starts, else a copy."""
+        from skalds.runtime.zygote import worker_targets
+
+        mode = self._config.fork_server
+        if mode == "copy":
+            return self._fork_zygote()
+        targets, why = worker_targets(self._registry)
+        if not why and not sys.executable:
+            why = "sys.executable is unknown (an embedded interpreter)"
+        failed = False
+        if not why:
+            try:
+                return self._exec_zygote(targets)
+            except SkaldsError as exc:
+                why, failed = str(exc), True
+        if mode == "fresh":
+            raise ConfigError(
+                f"FORK_SERVER=fresh, but {why}; "
+                + ("see its error above" if failed else "move the class to a module of its own")
+                + " or set FORK_SERVER=copy"
+            )
+        log = logger.warning if failed else logger.info
+        log("the fork server is a copy of this process: %s", why)
+        return self._fork_zygote()
+
+    def _exec_zygote(self, targets: list[list[str]]) -> tuple[socket.socket, _ForkServer]:
+        """Start a new interpreter as the fork server; wait until it imported the workers.
+
+        Raises:
+            SkaldsError: it could not import them, or ended or hung before it was ready.
+        """
+        import json
+
+        from skalds.runtime.zygote import FRESH_BOOTSTRAP, SPEC_ENV
+
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        spec = {
+            "fd": child.fileno(),
+            "path": [str(entry) for entry in sys.path],  # a user may append a Path
+            "workers": targets,
+            "grace": self._config.cancel_grace_seconds,
+        }
+        command = [
+            sys.executable,
+            *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
+            "-c",
+            FRESH_BOOTSTRAP,
+        ]
+        try:
+            proc = subprocess.Popen(
+                command, pass_fds=(child.fileno(),), env={**os.environ, SPEC_ENV: json.dumps(spec)}
+            )
+        except OSError as exc:
+            parent.close()
+            raise SkaldsError(f"the fresh fork server could not start: {exc}") from exc
+        finally:
+            child.close()
+        try:
+            parent.settimeout(_FRESH_START_TIMEOUT)
+            data = parent.recv(MAX_CONTROL_PACKET)
+            parent.settimeout(None)
+        except OSError as exc:  # including the timeout
+            data, problem = b"", f"no answer within {_FRESH_START_TIMEOUT:g} s ({exc})"
+        else:
+            problem = "it ended before it was ready"
+        msg = decode(data) if data else {}
+        if msg.get("t") == "ready":
+            return parent, _ForkServer(proc.pid, "fresh", proc)
+        parent.close()
+        with contextlib.suppress(OSError):
+            proc.kill()
+        code = proc.wait()
+        if msg.get("t") == "failed":
+            problem = f"it could not import the workers: {msg.get('error')}"
+        raise SkaldsError(f"the fresh fork server failed ({problem}; exit {code})")
+
+    def _fork_zygote(self) -> tuple[socket.socket, _ForkServer]:
         from skalds.runtime.zygote import zygote_main
 
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -119,7 +229,7 @@ class LocalRuntime(WorkerRuntime):
             finally:
                 os._exit(1)
         child.close()
-        return parent, pid
+        return parent, _ForkServer(pid, "copy")
 
     def _replace_zygote(self, sel: selectors.BaseSelector) -> None:
         """The fork server is gone (killed from outside?): say so and start another.
@@ -128,12 +238,11 @@ class LocalRuntime(WorkerRuntime):
         codes are no longer reported, so their outcome comes from their own last
         message or, failing that, from how their pipe closed.
         """
-        old_pid = self._zygote_pid
+        old = self._zygote
+        old_pid = old.pid if old is not None else None
         status = "unknown status"
-        if old_pid is not None:
-            with contextlib.suppress(ChildProcessError):
-                _, raw = os.waitpid(old_pid, 0)
-                status = describe_exit(os.waitstatus_to_exitcode(raw)).replace("worker ", "")
+        if old is not None and (code := old.wait()) is not None:
+            status = describe_exit(code).replace("worker ", "")
         logger.error("the fork server (pid %s) is gone: %s; starting a new one", old_pid, status)
         assert self._ctrl is not None
         with contextlib.suppress(KeyError, ValueError):
@@ -145,7 +254,11 @@ class LocalRuntime(WorkerRuntime):
             else:
                 handle.spawn_error = "the fork server died while starting the task"
                 handle.spawned.set()
-        self._ctrl, self._zygote_pid = self._fork_zygote()
+        try:
+            self._ctrl, self._zygote = self._start_zygote()
+        except ConfigError as exc:  # FORK_SERVER=fresh, and that worked before: go on
+            logger.error("%s; this time the fork server is a copy of this process", exc)
+            self._ctrl, self._zygote = self._fork_zygote()
         sel.register(self._ctrl, selectors.EVENT_READ, None)
 
     def close(self, grace: float = 5.0) -> None:
@@ -162,10 +275,9 @@ class LocalRuntime(WorkerRuntime):
             self._thread.join(timeout=5)
         if self._ctrl is not None:
             self._ctrl.close()  # the fork server sees EOF and exits
-        if self._zygote_pid is not None:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self._zygote_pid, 0)
-            self._zygote_pid = None
+        if self._zygote is not None:
+            self._zygote.wait()
+            self._zygote = None
 
     # -- requests ------------------------------------------------------------------
 

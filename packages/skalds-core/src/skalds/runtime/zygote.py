@@ -1,10 +1,20 @@
-"""The fork server: a single-threaded copy of the node that forks task processes.
+"""The fork server: a quiet, single-threaded process that forks task processes.
 
-It is forked from the node once, after the worker classes are registered and before
-the node starts any thread, so every task process is a fork of a quiet,
-single-threaded parent that already imported the framework and the user's workers:
-starting a task costs a ``fork()``, and its memory pages are shared with the fork
-server until written (``gc.freeze()`` keeps the garbage collector from touching them).
+Every task process is a fork of it, so it has already imported the framework and the
+user's workers: starting a task costs a ``fork()``, and its memory pages are shared
+with the fork server until written (``gc.freeze()`` keeps the garbage collector from
+touching them). It comes in two kinds (``FORK_SERVER``):
+
+* **fresh** (:func:`fresh_main`): a new interpreter that imports only the worker
+  classes (by module and name, with the node's ``sys.path``) and this runtime. A
+  ``fork()`` copies the page table of every page the parent holds and the exit frees
+  them again, so its size is paid by every task: a fresh one holds ~19 MB against
+  the node's 27 MB and more (the client libraries, the web stack, whatever the main
+  script imported), and task processes started a third cheaper.
+* **copy** (:func:`zygote_main`): a fork of the node itself, taken after the worker
+  classes are registered and before the node starts any thread. Needed when a class
+  cannot be imported by name (defined in the main script or in a function), and
+  chosen when the workers rely on module state the main script set at run time.
 
 Each task process calls ``setsid()``, so its process group holds it and every
 process it starts. When a task process exits, the fork server SIGKILLs what is left
@@ -17,6 +27,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # the C module under signal (no stubs)
 import contextlib
 import gc
+import io
 import os
 import selectors
 import signal
@@ -29,9 +40,22 @@ from typing import NoReturn
 
 from skalds.runtime.child import run_worker
 from skalds.runtime.protocol import MAX_CONTROL_PACKET, decode, encode
+from skalds.utils.logging import configure_logging
 from skalds.worker.registry import WorkerRegistry
 
-__all__ = ["zygote_main"]
+__all__ = ["FRESH_BOOTSTRAP", "SPEC_ENV", "fresh_main", "worker_targets", "zygote_main"]
+
+SPEC_ENV = "SKALDS_FORK_SERVER_SPEC"
+# Run with ``python -c`` in the new interpreter. SIGINT first: a Ctrl-C in the terminal
+# reaches the whole process group, and the node, not this server, decides what stops.
+# The node's sys.path next, so that skalds and the worker modules import as there.
+FRESH_BOOTSTRAP = (
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "import json, os, sys\n"
+    f"sys.path[:] = json.loads(os.environ['{SPEC_ENV}'])['path']\n"
+    "from skalds.runtime.zygote import fresh_main\n"
+    "fresh_main()\n"
+)
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -51,6 +75,7 @@ class _Zygote:
         os.set_blocking(self.wake_r, False)
 
     def serve(self) -> NoReturn:
+        _line_buffered_output()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -164,6 +189,19 @@ class _Zygote:
         os._exit(0)
 
 
+def _line_buffered_output() -> None:
+    """Make ``print()`` in task processes reach the node's console line by line.
+
+    A long-lived worker that prints now and then would otherwise, with the console a
+    pipe or a file (a service manager, a container log), show its lines only when
+    8 KB of them piled up, or when it ends.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and not stream.line_buffering:
+            with contextlib.suppress(Exception):
+                stream.reconfigure(line_buffering=True)
+
+
 def _detach_inherited_sockets(keep: int) -> None:
     """Point every inherited socket (broker, cache, HTTP listeners...) at /dev/null.
 
@@ -186,6 +224,64 @@ def _detach_inherited_sockets(keep: int) -> None:
                 continue
     finally:
         os.close(devnull)
+
+
+def worker_targets(registry: WorkerRegistry) -> tuple[list[list[str]], str]:
+    """Say how a fresh interpreter finds each registered class: ``[module, qualname, source]``.
+
+    Returns the targets and, when a class cannot be found by name (then the list is
+    incomplete and a fresh fork server cannot run it), why not.
+    """
+    targets: list[list[str]] = []
+    for entry in registry:
+        cls = entry.cls
+        module, qualname = cls.__module__, cls.__qualname__
+        where = f"{entry.class_name} ({module}.{qualname}, from {entry.source})"
+        if module == "__main__" or module not in sys.modules:
+            return targets, f"worker class {where} is defined in the main script"
+        if "<locals>" in qualname:
+            return targets, f"worker class {where} is defined inside a function"
+        found: object = sys.modules[module]
+        for part in qualname.split("."):
+            found = getattr(found, part, None)
+        if found is not cls:
+            return targets, f"worker class {where} is not reachable by that name"
+        targets.append([module, qualname, entry.source])
+    return targets, ""
+
+
+def fresh_main() -> NoReturn:
+    """Entry point of a fresh fork server (run through :data:`FRESH_BOOTSTRAP`).
+
+    Reads its spec from the environment (taken out, so task processes do not see it),
+    imports the worker classes, answers ``ready`` (or ``failed`` with the reason) on
+    the control socket and serves spawn requests until the node closes it.
+    """
+    import importlib
+    import json
+
+    spec = json.loads(os.environ.pop(SPEC_ENV))
+    ctrl = socket.socket(fileno=spec["fd"])
+    registry = WorkerRegistry()
+    try:
+        for module, qualname, source in spec["workers"]:
+            found: object = importlib.import_module(module)
+            for part in qualname.split("."):
+                found = getattr(found, part)
+            if not isinstance(found, type):
+                raise TypeError(f"{module}.{qualname} is not a class")
+            registry.register(found, source)
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(OSError):
+            ctrl.send(encode("failed", error=error))
+        traceback.print_exc()
+        os._exit(1)
+    # The console handler, made here once, is shared by every task process (each one
+    # made its own before: ~90 page copies per task).
+    configure_logging()
+    ctrl.send(encode("ready", pid=os.getpid()))
+    _Zygote(ctrl, registry, float(spec["grace"])).serve()
 
 
 def zygote_main(ctrl: socket.socket, registry: WorkerRegistry, grace: float) -> NoReturn:

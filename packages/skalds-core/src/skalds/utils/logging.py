@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import re
 import sys
 from pathlib import Path
@@ -60,6 +61,13 @@ def _formatter() -> logging.Formatter:
     return logging.Formatter(_FORMAT, _DATEFMT)
 
 
+# One of each, made at import: a worker process is a fork that sets up its log file
+# once, and each object it builds there (a Formatter validates its format with a
+# regular expression) writes pages it shares with the fork server.
+_SHARED_FORMATTER = _formatter()
+_SHARED_FILTER = _ContextFilter()
+
+
 def configure_logging(level: str | None = None, context: str | None = None) -> None:
     """Send ``skalds`` logs to stderr in a readable format (idempotent).
 
@@ -70,7 +78,8 @@ def configure_logging(level: str | None = None, context: str | None = None) -> N
     if context:
         _context["value"] = context
     if level is not None:
-        logger.setLevel(level)
+        if logger.level != logging.getLevelName(level):  # a new level clears every
+            logger.setLevel(level)  # logger's cache: no need in a forked worker
     elif not _configured["console"] and logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO)
     if not _configured["console"]:
@@ -138,12 +147,14 @@ def configure_worker_logging(
             logger.removeHandler(handler)
             handler.close()
     if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        directory = os.path.dirname(log_file)
+        if directory and not os.path.isdir(directory):
+            os.makedirs(directory, exist_ok=True)
         file_handler = logging.handlers.RotatingFileHandler(
             log_file, maxBytes=rotation_mb * 1024 * 1024, backupCount=retention, encoding="utf-8"
         )
-        file_handler.setFormatter(_formatter())
-        file_handler.addFilter(_ContextFilter())
+        file_handler.setFormatter(_SHARED_FORMATTER)
+        file_handler.addFilter(_SHARED_FILTER)
         file_handler.set_name("skalds-worker-file")
         logger.addHandler(file_handler)
         sys.stdout = _TeeToLogFile(sys.stdout, file_handler, logging.INFO)
