@@ -293,6 +293,7 @@ def measure(h: Harness, samples: int, oneshots: int, suffix: str = "") -> dict[s
         f"oneshot_per_s_dispatched{suffix}": (
             oneshot_per_s(h, oneshots, direct=False) if dispatched else None
         ),
+        f"fork_server{suffix}": h.node.supervisor.runtime.fork_server[1],  # type: ignore[attr-defined]
     }
     return result
 

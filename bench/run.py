@@ -224,6 +224,7 @@ def main() -> int:
             "crash_detect_ms": bench_crash(bench, args.samples),
         }
         result.update(bench_density(bench, args.workers))
+        result["fork_server"] = bench.node.supervisor.runtime.fork_server[1]  # type: ignore[attr-defined]
     finally:
         bench.close()
     result["machine"] = {"cpus": psutil.cpu_count(), "python": sys.version.split()[0]}
