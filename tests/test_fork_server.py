@@ -176,3 +176,40 @@ def test_what_a_worker_prints_reaches_the_console_while_the_task_runs(
 
     wait_for(printed, timeout=10)
     assert node.store.get_task(task_id).lifecycle_status is S.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("module", "why"),
+    [
+        ("__main__", "is defined in the main script"),
+        ("tests.no_such_module", "names a module that is not imported"),
+        ("tests.fork_server_workers", "is not reachable by that name"),
+    ],
+)
+def test_the_node_says_why_a_class_cannot_be_found_by_name(module, why):
+    from skalds.runtime.zygote import worker_targets
+    from skalds.worker.registry import WorkerRegistry
+
+    cls = type("ElsewhereWorker", (SeeingWorker,), {"__module__": module})
+    cls.__qualname__ = "ElsewhereWorker"
+    registry = WorkerRegistry()
+    registry.register(cls, "a test")
+    targets, reason = worker_targets(registry)
+    assert targets == []
+    assert reason == f"worker class ElsewhereWorker ({module}.ElsewhereWorker, from a test) {why}"
+
+
+def test_classes_importable_by_name_are_listed_for_the_fresh_interpreter():
+    from skalds.runtime.zygote import worker_targets
+    from skalds.worker.registry import WorkerRegistry
+
+    registry = WorkerRegistry()
+    registry.register(SeeingWorker, "a test")
+    registry.register(PrintingWorker, "another test")
+    assert worker_targets(registry) == (
+        [
+            ["tests.fork_server_workers", "SeeingWorker", "a test"],
+            ["tests.fork_server_workers", "PrintingWorker", "another test"],
+        ],
+        "",
+    )
