@@ -213,3 +213,11 @@ def test_classes_importable_by_name_are_listed_for_the_fresh_interpreter():
         ],
         "",
     )
+
+
+def test_a_frozen_application_forks_a_copy_of_itself(skalds_node_factory, tmp_path, monkeypatch):
+    """Its executable runs the application, not ``python -c``."""
+    monkeypatch.setattr("sys.frozen", True, raising=False)
+    node = skalds_node_factory(workers=[SeeingWorker])
+    assert fork_server_of(node)[1] == "copy"
+    assert run_task(node, "SeeingWorker", tmp_path / "frozen")["parent"] == fork_server_of(node)[0]

@@ -142,6 +142,8 @@ class LocalRuntime(WorkerRuntime):
         targets, why = worker_targets(self._registry)
         if not why and not sys.executable:
             why = "sys.executable is unknown (an embedded interpreter)"
+        if not why and getattr(sys, "frozen", False):
+            why = "this is a frozen application (its executable runs the application)"
         failed = False
         if not why:
             try:
@@ -175,12 +177,9 @@ class LocalRuntime(WorkerRuntime):
             "workers": targets,
             "grace": self._config.cancel_grace_seconds,
         }
-        command = [
-            sys.executable,
-            *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
-            "-c",
-            FRESH_BOOTSTRAP,
-        ]
+        # The node's -X/-W/-O flags, as multiprocessing passes them (a private helper)
+        flags: list[str] = getattr(subprocess, "_args_from_interpreter_flags", list)()
+        command = [sys.executable, *flags, "-c", FRESH_BOOTSTRAP]
         try:
             proc = subprocess.Popen(
                 command, pass_fds=(child.fileno(),), env={**os.environ, SPEC_ENV: json.dumps(spec)}
