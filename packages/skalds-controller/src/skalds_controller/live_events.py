@@ -41,7 +41,10 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveEvents", "live_events_of"]
 
-_TOPICS = (Topic.TASKWORKER_UPDATE, Topic.TASK_CREATED, Topic.TASK_ASSIGN, Topic.TASK_CANCEL)
+_TOPIC_NAMES = [
+    t.value
+    for t in (Topic.TASKWORKER_UPDATE, Topic.TASK_CREATED, Topic.TASK_ASSIGN, Topic.TASK_CANCEL)
+]
 _UPDATE_TITLES = {"UpdateApplied": True, "UpdateFailed": False}
 _STATUSES = {s.value: s for s in TaskLifecycleStatus}
 _SOURCE = "live"
@@ -88,7 +91,7 @@ class LiveEvents:
         self._started = False
         self._own_events = events is None
         self._events = events or SharedSubscription(
-            backends.event_bus, group, [t.value for t in _TOPICS], name="live events"
+            backends.event_bus, group, _TOPIC_NAMES, name="live events"
         )
         self._thread: threading.Thread | None = None
 
@@ -100,7 +103,7 @@ class LiveEvents:
             if self._started:
                 return
             self._started = True
-        self._events.follow([t.value for t in _TOPICS], self._on_message)
+        self._events.follow(_TOPIC_NAMES, self._on_message)
         self._thread = threading.Thread(target=self._loop, name="skalds-live-events", daemon=True)
         self._thread.start()
 

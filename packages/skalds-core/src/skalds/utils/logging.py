@@ -57,14 +57,11 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def _formatter() -> logging.Formatter:
-    return logging.Formatter(_FORMAT, _DATEFMT)
-
-
-# One of each, made at import: a worker process is a fork that sets up its log file
-# once, and each object it builds there (a Formatter validates its format with a
-# regular expression) writes pages it shares with the fork server.
-_SHARED_FORMATTER = _formatter()
+# One of each, made at import and used by every handler: a worker process is a fork
+# that sets up its log file once, and each object it builds there (a Formatter
+# validates its format with a regular expression) writes pages it shares with the
+# fork server.
+_SHARED_FORMATTER = logging.Formatter(_FORMAT, _DATEFMT)
 _SHARED_FILTER = _ContextFilter()
 
 
@@ -84,8 +81,8 @@ def configure_logging(level: str | None = None, context: str | None = None) -> N
         logger.setLevel(logging.INFO)
     if not _configured["console"]:
         handler = _StderrHandler()
-        handler.setFormatter(_formatter())
-        handler.addFilter(_ContextFilter())
+        handler.setFormatter(_SHARED_FORMATTER)
+        handler.addFilter(_SHARED_FILTER)
         handler.set_name("skalds-console")
         logger.addHandler(handler)
         logger.propagate = False
