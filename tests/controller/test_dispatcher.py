@@ -661,3 +661,37 @@ def test_a_task_created_through_this_controller_is_dispatched_without_reading_it
         wait_for(lambda: stored(skalds_backends, "theirs").lifecycle_status is S.FINISHED)
     assert all(store.reads[f"mine{i}"] == 0 for i in range(5)), store.reads
     assert store.reads["theirs"] >= 1
+
+
+def test_a_task_assigned_by_hand_through_this_controller_takes_its_place_without_a_read(
+    skalds_backends, make_node, tmp_path
+):
+    node = make_node(max_workers=1)
+    store = _ReadCountingStore(skalds_backends.store)
+    backends = dataclasses.replace(skalds_backends, store=store)
+    app = create_app(ControllerSettings(load_entry_points=False), backends=backends)
+    trace = tmp_path / "order"
+    with TestClient(app) as client:
+        context = app.state.context
+        wait_for(lambda: context.background is not None and context.background.dispatcher)
+        post_probe_task(client, "warm-up", tmp_path / "warm-up")
+        wait_for(lambda: stored(skalds_backends, "warm-up").lifecycle_status is S.FINISHED)
+        # Given a task assigned by hand (executor given) running on the only place
+        post_probe_task(
+            client,
+            "by-hand",
+            trace,
+            executor=node.skald_id,
+            attachments={"label": "by-hand", "mainSeconds": 0.8},
+        )
+        wait_for(lambda: stored(skalds_backends, "by-hand").lifecycle_status is S.RUNNING)
+        # When a task for the dispatcher comes meanwhile
+        post_probe_task(client, "queued", trace, attachments={"label": "queued"})
+        time.sleep(0.3)
+        # Then it waits for the place, and runs once the first one is done
+        assert stored(skalds_backends, "queued").lifecycle_status is S.CREATED
+        wait_for(lambda: stored(skalds_backends, "queued").lifecycle_status is S.FINISHED)
+    started = [line.split()[1] for line in read_lines(trace) if line.startswith("initialize")]
+    assert started == ["by-hand", "queued"]
+    # and the dispatcher knew the first task from the API, not from the store
+    assert store.reads["by-hand"] == 0, store.reads

@@ -190,6 +190,7 @@ class Dispatcher:
         # Tasks this process's API created, handed over in memory (see offer):
         self._offered: dict[str, Task] = {}
         self._offered_ids: OrderedDict[str, None] = OrderedDict()  # their events, to skip
+        self._offered_placed: dict[str, Task] = {}  # created with an executor: placed
         self._own_events = events is None
         self._events = events or SharedSubscription(
             backends.event_bus,
@@ -241,12 +242,20 @@ class Dispatcher:
     def offer(self, task: Task) -> None:
         """Take a task this process just created, without reading it back from the store.
 
-        The API calls this after storing a task, before it publishes ``task.created``;
-        that event then needs no store read either. Only a shortcut: a task changed since
-        (cancelled, say) fails its compare-and-set and is dropped, as with any stale
-        memory, and a controller that does not lead forgets its offers with its notes.
+        The API calls this after storing a task, before it publishes ``task.created``
+        (or ``task.assign``); that event then needs no store read either. Only a
+        shortcut: a task changed since (cancelled, say) fails its compare-and-set and is
+        dropped, as with any stale memory, and a controller that does not lead forgets
+        its offers with its notes.
+
+        A task created with an executor (assigned by hand) is not placed here; it only
+        takes a place on its node. That is counted at the next pass, which need not
+        come sooner: every pass applies the offers before it places anything.
         """
         with self._notes_lock:
+            if task.executor:
+                self._offered_placed[task.id] = task
+                return
             self._offered[task.id] = task
             self._noted.add(task.id)
             self._offered_ids[task.id] = None
@@ -343,16 +352,23 @@ class Dispatcher:
         with self._notes_lock:
             into.update(ids)
 
-    def _take_notes(self) -> tuple[set[str], set[str], set[str], dict[str, Task]]:
-        """Return (to read, started, ended) ids and the offered tasks, and forget them."""
+    def _take_notes(
+        self,
+    ) -> tuple[set[str], set[str], set[str], dict[str, Task], dict[str, Task]]:
+        """Return what was noted since the last pass, and forget it.
+
+        That is: the ids to read, started and ended; the offered tasks; the tasks
+        offered with an executor (assigned by hand).
+        """
         with self._notes_lock:
             offered, self._offered = self._offered, {}
+            placed, self._offered_placed = self._offered_placed, {}
             noted, self._noted = self._noted, set()
             assigned, self._assigned = self._assigned, set()
             started, self._started = self._started, set()
             ended, self._ended = self._ended, set()
         noted.update(assigned - self._placed.keys() - ended)
-        return noted, started, ended, offered
+        return noted, started, ended, offered, placed
 
     def _observe(self, method: str, *args: Any) -> None:
         if self.observer is None:
@@ -461,10 +477,13 @@ class Dispatcher:
 
     def _apply_notes(self) -> None:
         """Bring memory up to date with what events said since the last pass."""
-        noted, started, ended, offered = self._take_notes()
+        noted, started, ended, offered, by_hand = self._take_notes()
         for task_id in ended:
             self._queue.pop(task_id, None)
             self._placed.pop(task_id, None)
+        for task_id, created in by_hand.items():  # before the starts: theirs need no read
+            if task_id not in ended:
+                self._learn(task_id, created)
         for task_id in started - ended:
             placed = self._placed.get(task_id)
             if placed is None:

@@ -93,6 +93,9 @@ class Metrics:
             "Live events dropped because a client read too slowly.",
             registry=self.registry,
         )
+        # Each source's child of the two counters (a dict read instead of labels())
+        self._handled_by: dict[str, Counter] = {}
+        self._failed_by: dict[str, Counter] = {}
         ProcessCollector(registry=self.registry)
         if context is not None:
             self.registry.register(_StateCollector(context, self))
@@ -109,13 +112,19 @@ class Metrics:
 
     def event_handled(self, source: str) -> None:
         """Count one bus event handled by ``source`` (e.g. ``dispatcher``, ``live``)."""
-        self.events_handled.labels(source=source).inc()
+        counter = self._handled_by.get(source)
+        if counter is None:  # labels() checks and locks: looked up once per source
+            counter = self._handled_by[source] = self.events_handled.labels(source=source)
+        counter.inc()
         with self._lock:
             self._handled[source] = self._handled.get(source, 0) + 1
 
     def event_failed(self, source: str) -> None:
         """Count one bus event whose handling by ``source`` failed."""
-        self.events_failed.labels(source=source).inc()
+        counter = self._failed_by.get(source)
+        if counter is None:
+            counter = self._failed_by[source] = self.events_failed.labels(source=source)
+        counter.inc()
         with self._lock:
             self._failed[source] = self._failed.get(source, 0) + 1
 

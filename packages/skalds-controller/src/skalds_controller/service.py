@@ -37,8 +37,9 @@ class TaskService:
         self.initiator = initiator
         self._transitions = Transitions(backends, initiator)
         self.on_created: list[Callable[[Task], None]] = []
-        """Called with each task created without an executor (this process's dispatcher
-        takes it from here instead of reading it back from the store)."""
+        """Called with each task created (this process's dispatcher takes it from here,
+        or counts the place a task created with an executor takes, instead of reading
+        it back from the store)."""
 
     # -- reading ----------------------------------------------------------------------
 
@@ -104,17 +105,17 @@ class TaskService:
             created = self.backends.store.create_task(task)
         except TaskExistsError:
             raise ApiError(409, "CONFLICT", f"task {task.id!r} already exists") from None
+        for listener in self.on_created:  # this process's dispatcher, before the event
+            try:
+                listener(created)
+            except Exception:  # the task is stored: the event and the reconcile still place it
+                logger.exception("a task-created listener failed for %s", created.id)
         # The events below are handed over without waiting: the task is stored, and a
         # node (its reconcile) or a dispatcher (its periodic pass) finds it anyway.
         if created.executor:
             # assigned by hand, as the seed scripts do: tell that node now
             self.publish(Topic.TASK_ASSIGN, created.id, recipient=created.executor, wait=False)
         else:
-            for listener in self.on_created:  # this process's dispatcher, before the event
-                try:
-                    listener(created)
-                except Exception:  # the task is stored: the event and the reconcile still place it
-                    logger.exception("a task-created listener failed for %s", created.id)
             # the other controllers react at once
             self.publish(Topic.TASK_CREATED, created.id, wait=False)
         return created
