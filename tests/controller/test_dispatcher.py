@@ -25,7 +25,7 @@ from skalds.model.event import TaskEvent
 from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.node import keys
 from skalds.ports.cache import HashDelete, HashSet, Set
-from skalds.ports.event_bus import Topic
+from skalds.ports.event_bus import BusMessage, Topic
 from skalds.utils.time import now_ms
 from skalds_controller import ControllerSettings, DispatchStrategy, create_app
 from skalds_controller.background import Background, start_background
@@ -695,3 +695,72 @@ def test_a_task_assigned_by_hand_through_this_controller_takes_its_place_without
     assert started == ["by-hand", "queued"]
     # and the dispatcher knew the first task from the API, not from the store
     assert store.reads["by-hand"] == 0, store.reads
+
+
+# -- which events make a pass -------------------------------------------------------------------
+
+
+def _worker_update(task_id: str, title: S) -> BusMessage:
+    event = TaskEvent(task_ids=[task_id], title=title.value, initiator="some-node")
+    return BusMessage(Topic.TASKWORKER_UPDATE.value, task_id, event.model_dump_json().encode())
+
+
+def test_an_end_makes_a_pass_only_when_a_task_waits_or_may_be_retried(skalds_backends):
+    _fake_node(skalds_backends.cache, "ghost", max_workers=1)
+    store = skalds_backends.store
+    dispatcher = Dispatcher(
+        skalds_backends, ControllerSettings(load_entry_points=False), controller_id="c1"
+    )
+    # Given nothing waiting after a pass
+    dispatcher.run_pass(full=True)
+    dispatcher._wake.clear()
+    # When a task elsewhere finishes or is cancelled, no pass is asked for
+    dispatcher._on_message(_worker_update("elsewhere", S.FINISHED))
+    dispatcher._on_message(_worker_update("elsewhere-2", S.CANCELLED))
+    assert not dispatcher._wake.is_set()
+    # but a failure is (its retry policy may re-queue it)
+    dispatcher._on_message(_worker_update("elsewhere-3", S.FAILED))
+    assert dispatcher._wake.is_set()
+    # Given one task placed on the only place and one waiting for it
+    store.create_task(Task(id="first", className="ProbeWorker"))
+    store.create_task(Task(id="second", className="ProbeWorker"))
+    dispatcher.run_pass(full=True)
+    assert store.get_task("first").executor == "ghost"
+    assert store.get_task("second").lifecycle_status is S.CREATED
+    dispatcher._wake.clear()
+    # When the placed one finishes, a pass is asked for, and it places the other
+    dispatcher._on_message(_worker_update("first", S.FINISHED))
+    assert dispatcher._wake.is_set()
+    dispatcher.run_pass()
+    assert store.get_task("second").executor == "ghost"
+
+
+def test_an_end_during_the_pass_that_leaves_a_task_waiting_asks_for_another_pass(
+    skalds_backends,
+):
+    _fake_node(skalds_backends.cache, "ghost", max_workers=1)
+    store = skalds_backends.store
+    dispatcher = Dispatcher(
+        skalds_backends, ControllerSettings(load_entry_points=False), controller_id="c1"
+    )
+    store.create_task(Task(id="first", className="ProbeWorker"))
+    dispatcher.run_pass(full=True)  # "first" takes the only place; nothing waits
+    assert store.get_task("first").executor == "ghost"
+    store.create_task(Task(id="second", className="ProbeWorker"))
+    dispatcher._note(dispatcher._noted, ["second"])  # as its task.created event does
+    consider = dispatcher._consider
+
+    def finishing_first_meanwhile(task: Task, *args: Any) -> Any:
+        # "first" ends while this pass still counts its place as taken
+        dispatcher._on_message(_worker_update("first", S.FINISHED))
+        return consider(task, *args)
+
+    dispatcher._consider = finishing_first_meanwhile  # type: ignore[method-assign]
+    dispatcher._wake.clear()
+    dispatcher.run_pass()
+    # The pass left "second" waiting; the end it did not count asks for the next one
+    assert store.get_task("second").lifecycle_status is S.CREATED
+    assert dispatcher._wake.is_set()
+    dispatcher._consider = consider  # type: ignore[method-assign]
+    dispatcher.run_pass()
+    assert store.get_task("second").executor == "ghost"

@@ -3,7 +3,10 @@
 It wakes on ``task.created`` (the API), ``taskworker.update`` (a task re-queued, or a
 worker ended: capacity and dependencies change), a node joining (the monitor tells
 it) and winning the lease; besides, a slow timer repairs whatever events missed.
-A burst of events makes one pass, not one per event.
+A burst of events makes one pass, not one per event, and an event that changes
+nothing to place makes none: a start, unless a task waits for one, and an end
+(other than a failure, which may be retried), unless tasks wait. The next pass
+takes those notes in.
 
 Passes come in two sizes, because listing every active task is a full collection
 scan on some stores (FerretDB filters in Go, not in an index):
@@ -165,6 +168,7 @@ class Dispatcher:
         )
         self._assigners: ThreadPoolExecutor | None = None  # made at the first batch
         self._held_back = False  # a task waited only for a node to start its assignments
+        self._waiting = True  # tasks were left waiting at the end of the last pass
         self.transitions = Transitions(backends, controller_id)
         self._rng = rng or random.Random()
         self._strategy: Strategy = make_strategy(settings.dispatcher_strategy, self._rng)
@@ -341,9 +345,14 @@ class Dispatcher:
                     return  # no slot is freed: no pass needed
             # a start frees a place among a node's unstarted assignments
         elif event.title in _ENDED_TITLES:
-            self._note(self._ended, ids)
             if event.title == S.FAILED.value:
-                self.retries.note_failed(ids)
+                self._note(self._ended, ids)
+                self.retries.note_failed(ids)  # a pass may retry it
+            else:
+                with self._notes_lock:  # the lock pairs this with the end of run_pass
+                    self._ended.update(ids)
+                    if not self._waiting:
+                        return  # the freed place has no taker: the next pass counts it
         else:
             return  # Paused, UpdateApplied...: nothing to place
         self._wake.set()
@@ -460,9 +469,10 @@ class Dispatcher:
                 picks.append(pick)
         if picks:
             self._assign_all(picks, due)
-        with self._notes_lock:  # pairs with _on_message: a start during the pass counts
+        with self._notes_lock:  # pairs with _on_message: a start or end during the pass counts
             self._held_back = bool(held)
-            if held and self._started:
+            self._waiting = bool(self._queue)
+            if (held and self._started) or (self._waiting and self._ended):
                 self._wake.set()
         return max(0.0, min(due))
 
