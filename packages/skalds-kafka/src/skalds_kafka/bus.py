@@ -107,7 +107,8 @@ class KafkaEventBus(EventBus):
         """Build the bus for ``kafka://host:port[,host2:port][?options]`` and ``config``.
 
         Partitions and replication factor come from ``KAFKA_TOPIC_PARTITIONS`` /
-        ``KAFKA_REPLICATION_FACTOR``, credentials from the ``KAFKA_*`` security fields.
+        ``KAFKA_REPLICATION_FACTOR``, the producer's batching wait from
+        ``KAFKA_LINGER_MS``, credentials from the ``KAFKA_*`` security fields.
         """
         options = parse_kafka_url(url)
         return cls(
@@ -116,6 +117,7 @@ class KafkaEventBus(EventBus):
             replication_factor=config.kafka_replication_factor,
             publish_timeout=options.publish_timeout or DEFAULT_PUBLISH_TIMEOUT,
             dead_letter=options.dead_letter or config.kafka_dead_letter,
+            producer_options={"linger.ms": config.kafka_linger_ms},
         )
 
     # -- EventBus --------------------------------------------------------------------

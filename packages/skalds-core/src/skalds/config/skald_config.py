@@ -116,6 +116,16 @@ class SkaldConfig(BaseSettings):
     kafka_dead_letter: bool = Field(
         default=False, description="copy messages that fail handling to skalds.dead-letter"
     )
+    kafka_linger_ms: int = Field(
+        default=5,
+        ge=0,
+        le=1000,
+        description=(
+            "milliseconds a published event waits for others to share its request "
+            "(librdkafka linger.ms): fewer requests under load, a lone event that much "
+            "later; 0 sends each at once"
+        ),
+    )
     mongo_host: str | None = None
     db_name: str = "skalds"
 
