@@ -269,8 +269,8 @@ class Monitor:
             moved = self.transitions.move(
                 task.id, {was}, S.CREATED, reason, executor=None, not_before=None
             )
-            if moved is not None:
-                self.transitions.publish(Topic.TASK_CREATED, task.id)
+            if moved is not None:  # the store says Created: the event is a hint
+                self.transitions.publish(Topic.TASK_CREATED, task.id, wait=False)
                 self.counts["requeued"] += 1
                 logger.warning("task %s: %s", task.id, reason)
             return

@@ -49,11 +49,15 @@ class Transitions:
         except TaskNotFoundError:
             return None
         if moved is not None:
+            # Handed over without waiting, as the store holds the change: a pass that
+            # fails a thousand tasks (a failed dependency) does not wait a thousand
+            # times for the broker.
             self.publish(
                 Topic.TASKWORKER_UPDATE,
                 task_id,
                 title=status.value,
                 event_id=f"{task_id}:{status.value}:{now_ms()}",
+                wait=False,
             )
         return moved
 
