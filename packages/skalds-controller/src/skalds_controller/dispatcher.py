@@ -194,7 +194,7 @@ class Dispatcher:
         # Tasks this process's API created, handed over in memory (see offer):
         self._offered: dict[str, Task] = {}
         self._offered_ids: OrderedDict[str, None] = OrderedDict()  # their events, to skip
-        self._offered_placed: dict[str, Task] = {}  # created with an executor: placed
+        self._offered_placed: dict[str, _Placed] = {}  # created with an executor
         self._own_events = events is None
         self._events = events or SharedSubscription(
             backends.event_bus,
@@ -257,8 +257,8 @@ class Dispatcher:
         come sooner: every pass applies the offers before it places anything.
         """
         with self._notes_lock:
-            if task.executor:
-                self._offered_placed[task.id] = task
+            if task.executor:  # only what its place needs, not the attachments
+                self._offered_placed[task.id] = _Placed(task.executor, dict(task.resources), None)
                 return
             self._offered[task.id] = task
             self._noted.add(task.id)
@@ -363,11 +363,11 @@ class Dispatcher:
 
     def _take_notes(
         self,
-    ) -> tuple[set[str], set[str], set[str], dict[str, Task], dict[str, Task]]:
+    ) -> tuple[set[str], set[str], set[str], dict[str, Task], dict[str, _Placed]]:
         """Return what was noted since the last pass, and forget it.
 
-        That is: the ids to read, started and ended; the offered tasks; the tasks
-        offered with an executor (assigned by hand).
+        That is: the ids to read, started and ended; the offered tasks; the places
+        of the tasks offered with an executor (assigned by hand).
         """
         with self._notes_lock:
             offered, self._offered = self._offered, {}
@@ -491,9 +491,10 @@ class Dispatcher:
         for task_id in ended:
             self._queue.pop(task_id, None)
             self._placed.pop(task_id, None)
-        for task_id, created in by_hand.items():  # before the starts: theirs need no read
+        for task_id, place in by_hand.items():  # before the starts: theirs need no read
             if task_id not in ended:
-                self._learn(task_id, created)
+                self._queue.pop(task_id, None)
+                self._placed[task_id] = place  # as _learn files a Created task with an executor
         for task_id in started - ended:
             placed = self._placed.get(task_id)
             if placed is None:
