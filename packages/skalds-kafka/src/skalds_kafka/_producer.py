@@ -31,7 +31,7 @@ DEFAULT_LINGER_MS = 5
 Under a flood of tasks (three or four events each) fewer, fuller produce requests go
 out, and a request costs the broker and both clients more than its bytes do. Against a
 1 ms wait, one A/B set of one-shot floods gave 10-17 % more tasks per second and ~20 %
-less broker CPU; a second set, on a machine drifting in speed, was inconclusive. A
+less broker CPU; two later sets, on a machine drifting in speed, were inconclusive. A
 lone message is up to 5 ms later. ``KAFKA_LINGER_MS`` sets it (0: send at once).
 """
 _DEFAULT_MAX_BYTES = 1_000_000  # librdkafka's message.max.bytes default
