@@ -258,6 +258,7 @@ def oneshot_per_s(
     prefix = f"oneshot-{'d' if direct else 'q'}-{uuid.uuid4().hex[:4]}-"
     finished = FinishedCounter(h.events, prefix)
     args = [h.url, prefix, str(count), str(clients), h.node.skald_id if direct else ""]
+    placing = _dispatcher_counts(h)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     loader = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--post-load", *args],
@@ -281,7 +282,21 @@ def oneshot_per_s(
     with finished.cv:
         elapsed = max(finished.last - t0, 1e-9)
     finished.close()
+    if placing and not direct:
+        now = _dispatcher_counts(h)
+        print(  # how the dispatcher placed them: as created, or by its passes
+            "  dispatcher: " + ", ".join(f"{k} {now[k] - placing.get(k, 0)}" for k in sorted(now)),
+            file=sys.stderr,
+        )
     return round(count / elapsed, 1)
+
+
+def _dispatcher_counts(h: Harness) -> dict[str, int]:
+    """The dispatcher's counters (passes, assigned, placed on create...), or {} without one."""
+    res = h.http.get("/api/system/dispatcher")
+    if res.status_code != 200:
+        return {}
+    return {k: v for k, v in res.json().items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 def measure(h: Harness, samples: int, oneshots: int, suffix: str = "") -> dict[str, Any]:

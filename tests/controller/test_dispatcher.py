@@ -211,6 +211,86 @@ def test_higher_priority_runs_first(make_node, controllers, tmp_path):
     assert started == ["block", "high", "low"]
 
 
+# -- placing a task as the API creates it ---------------------------------------------------------
+
+
+def _post(ctl: Controller, task_id: str, trace: Path, **fields: Any) -> dict[str, Any]:
+    attachments = {"traceFile": str(trace), **fields.pop("attachments", {})}
+    body = {"id": task_id, "className": "ProbeWorker", "attachments": attachments, **fields}
+    res = ctl.client.post("/api/tasks", json=body)
+    assert res.status_code == 201, res.text
+    created: dict[str, Any] = res.json()
+    return created
+
+
+def _counted(ctl: Controller, node_id: str) -> None:
+    """Wait until a dispatch pass has counted ``node_id``'s places (what placing on
+    create takes from): the first passes may run before the monitor saw the node."""
+    wait_for(lambda: node_id in (ctl.dispatcher._slots or {}))
+
+
+def test_a_task_created_while_nothing_waits_is_placed_as_it_is_created(
+    make_node, controllers, tmp_path
+):
+    node = make_node()
+    ctl = controllers(dispatcher_reconcile_interval=60)
+    _counted(ctl, node.skald_id)
+    created = _post(ctl, "now", tmp_path / "now")
+    # The response already names the node: stored Assigning there, sent task.assign
+    assert created["lifecycleStatus"] == "Assigning"
+    assert created["executor"] == node.skald_id
+    done = wait_status(ctl, "now", S.FINISHED)
+    assert done.executor == node.skald_id and done.attempts == 1
+    assert read_lines(tmp_path / "now").count("main") == 1
+    assert ctl.dispatcher.counts["placed_on_create"] == 1
+    assert ctl.dispatcher.describe()["placed_on_create"] == 1
+
+
+def test_while_a_task_waits_new_ones_queue_behind_it_in_priority_order(
+    make_node, controllers, tmp_path
+):
+    node = make_node(max_workers=1)
+    ctl = controllers(dispatcher_reconcile_interval=60)
+    _counted(ctl, node.skald_id)
+    trace = tmp_path / "order"
+    first = _post(ctl, "block", trace, attachments={"label": "block", "mainSeconds": 0.8})
+    assert first["lifecycleStatus"] == "Assigning"  # the only place, taken at creation
+    wait_status(ctl, "block", S.RUNNING)
+    # No place left: the next task waits in Created, and so does every task after it
+    # (placing one at creation would jump the queue)
+    low = _post(ctl, "low", trace, priority=1, attachments={"label": "low"})
+    high = _post(ctl, "high", trace, priority=9, attachments={"label": "high"})
+    assert (low["lifecycleStatus"], low["executor"]) == ("Created", None)
+    assert (high["lifecycleStatus"], high["executor"]) == ("Created", None)
+    wait_status(ctl, "low", S.FINISHED)
+    started = [line.split()[1] for line in read_lines(trace) if line.startswith("initialize")]
+    assert started == ["block", "high", "low"]
+
+
+def test_placing_on_create_gives_a_node_no_more_than_max_assigning_unstarted_tasks(
+    skalds_backends, controllers, tmp_path
+):
+    _fake_node(skalds_backends.cache, "ghost", max_workers=50)  # never starts anything
+    ctl = controllers(dispatcher_max_assigning_per_node=3, dispatcher_reconcile_interval=60)
+    _counted(ctl, "ghost")
+    statuses = [_post(ctl, f"g{i}", tmp_path / f"g{i}")["lifecycleStatus"] for i in range(5)]
+    assert statuses == ["Assigning"] * 3 + ["Created"] * 2
+    time.sleep(0.3)  # the pass the fourth task asked for ran: the ghost is still busy
+    tasks = [ctl.task(f"g{i}") for i in range(5)]
+    assert [t.executor for t in tasks] == ["ghost"] * 3 + [None] * 2
+    assert ctl.dispatcher.counts["placed_on_create"] == 3
+
+
+def test_place_on_create_off_leaves_every_task_to_the_passes(make_node, controllers, tmp_path):
+    node = make_node()
+    ctl = controllers(dispatcher_place_on_create=False, dispatcher_reconcile_interval=60)
+    _counted(ctl, node.skald_id)
+    created = _post(ctl, "later", tmp_path / "later")
+    assert (created["lifecycleStatus"], created["executor"]) == ("Created", None)
+    assert wait_status(ctl, "later", S.FINISHED).executor == node.skald_id
+    assert ctl.dispatcher.counts["placed_on_create"] == 0
+
+
 # -- dependencies, deadlines, retries -------------------------------------------------------------
 
 

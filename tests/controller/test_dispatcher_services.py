@@ -118,6 +118,25 @@ def test_two_controllers_on_real_services_start_each_task_once(
     assert sorted(d.counts["assigned"] for d in dispatchers if d) == [0, 30]
 
 
+def test_a_task_placed_as_it_is_created_runs_once_on_real_services(
+    skalds_backends, skalds_node_factory, controllers, tmp_path
+):
+    node = skalds_node_factory(workers=[ProbeWorker], cancel_grace_seconds=0.5)
+    client, background = controllers()
+    dispatcher = background.dispatcher
+    assert dispatcher is not None
+    wait_for(lambda: node.skald_id in (dispatcher._slots or {}), 30)  # a pass counted it
+    body = {"id": "at-once", "className": "ProbeWorker",
+            "attachments": {"traceFile": str(tmp_path / "at-once")}}  # fmt: skip
+    res = client.post("/api/tasks", json=body)
+    assert res.status_code == 201, res.text
+    assert (res.json()["lifecycleStatus"], res.json()["executor"]) == ("Assigning", node.skald_id)
+    wait_for(lambda: stored(skalds_backends, "at-once").lifecycle_status is S.FINISHED, 30)
+    assert read_lines(tmp_path / "at-once").count("main") == 1
+    assert stored(skalds_backends, "at-once").attempts == 1
+    assert dispatcher.counts["placed_on_create"] == 1
+
+
 def _kill_groups(trace: Path) -> None:
     """Stop the worker processes a SIGKILLed node left behind (their groups are in the trace)."""
     for line in read_lines(trace):

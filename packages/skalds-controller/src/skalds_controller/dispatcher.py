@@ -33,6 +33,13 @@ Both then do the same steps, only while this controller holds the dispatcher lea
    takes no more until it starts some (its Running events wake the dispatcher): a
    burst queues here, in Created, not in one node's backlog.
 
+Between passes, a task the API creates while nothing waits is placed at once
+(:meth:`Dispatcher.place_on_create`, ``DISPATCHER_PLACE_ON_CREATE``): the same choice
+a pass would make, from the node places the last pass counted, and the task is
+stored as Assigning on that node instead of Created — one store write, one event and
+one pass fewer per task. Anything waiting, or a node using up its places, sends new
+tasks back through the passes.
+
 Memory may be stale (a missed event); the compare-and-set keeps that harmless — a
 task cancelled meanwhile simply fails to move and is dropped — and the next full
 pass corrects it.
@@ -185,6 +192,10 @@ class Dispatcher:
         self._queue: dict[str, Task] = {}  # Created and unassigned
         self._placed: dict[str, _Placed] = {}  # active with an executor
         self._next_full = 0.0  # monotonic time of the next full pass
+        # One placer at a time: a pass, or the API placing a task it creates
+        # (place_on_create), which uses the last pass's slots while no pass runs.
+        self._placing = threading.Lock()
+        self._slots: dict[str, NodeSlot] | None = None
         # Task ids events named since the last pass (written by the bus thread):
         self._notes_lock = threading.Lock()
         self._noted: set[str] = set()  # to read: created, re-queued, started elsewhere
@@ -209,6 +220,7 @@ class Dispatcher:
             "retried": 0,
             "reassigned": 0,
             "failed": 0,
+            "placed_on_create": 0,
         }
         if lease is not None:
             lease.on_change(self._lease_changed)
@@ -252,13 +264,16 @@ class Dispatcher:
         dropped, as with any stale memory, and a controller that does not lead forgets
         its offers with its notes.
 
-        A task created with an executor (assigned by hand) is not placed here; it only
-        takes a place on its node. That is counted at the next pass, which need not
-        come sooner: every pass applies the offers before it places anything.
+        A task created with an executor (assigned by hand, or placed by
+        :meth:`place_on_create`) is not placed here; it only takes a place on its node
+        (an unstarted assignment, if it was placed). That is counted at the next pass,
+        which need not come sooner: every pass applies the offers before it places
+        anything.
         """
         with self._notes_lock:
             if task.executor:  # only what its place needs, not the attachments
-                self._offered_placed[task.id] = _Placed(task.executor, dict(task.resources), None)
+                since = task.update_date_time if task.lifecycle_status is S.ASSIGNING else None
+                self._offered_placed[task.id] = _Placed(task.executor, dict(task.resources), since)
                 return
             self._offered[task.id] = task
             self._noted.add(task.id)
@@ -267,12 +282,61 @@ class Dispatcher:
                 self._offered_ids.popitem(last=False)
         self._wake.set()
 
+    def place_on_create(self, task: Task) -> str | None:
+        """Choose a node for a task the API is about to store; ``None`` leaves it to a pass.
+
+        The API then stores the task as Assigning on that node and sends it
+        ``task.assign``, as it does for a task created with an executor: no
+        compare-and-set Created → Assigning, no ``task.created`` event, no pass. Only
+        while this dispatcher leads, no pass runs and nothing waits ahead of the task
+        (no queue, no offered or noted task), so priorities are kept; and only with the
+        node places the last pass counted (each placement here takes one, as a pass
+        does), so a node gets no more than ``max_assigning`` unstarted tasks. A task
+        with dependencies, a start time or an expired deadline is left to a pass.
+
+        Exactly once still holds: the task is new, so its insert is its only write
+        until the node's compare-and-set Assigning → Running; an assignment nobody
+        picks up is undone after ``assign_timeout`` like any other.
+        """
+        if task.executor or task.dependencies or task.not_before is not None:
+            return None
+        if not self.leading or self._stop.is_set() or deadline_passed(task, now_ms()):
+            return None
+        if not self._placing.acquire(blocking=False):
+            return None  # a pass runs: it, or the next one, places the task
+        try:
+            slots = self._slots
+            if slots is None or self._queue:
+                return None
+            with self._notes_lock:
+                if self._offered or self._noted or self._assigned:
+                    return None  # tasks the next pass learns of may come first
+                if any(p.assigning_since is None for p in self._offered_placed.values()):
+                    return None  # assigned by hand since: a place the slots do not count
+            ready = [
+                slot
+                for slot in slots.values()
+                if slot.refusal(task) is None and not slot.busy(self.max_assigning)
+            ]
+            if not ready:
+                return None
+            chosen = slots[self._current_strategy().pick(ready).node_id]
+            chosen.take(task)
+            self.counts["assigned"] += 1
+            self.counts["placed_on_create"] += 1
+        finally:
+            self._placing.release()
+        self._observe("observe_dispatch_latency", 0.0)
+        return chosen.node_id
+
     def on_node_change(self, node_id: str, online: bool) -> None:
         """Monitor listener: a node that joins may take waiting tasks."""
+        self._slots = None  # a node gone must not be chosen; the next pass counts anew
         if online:
             self.wake()
 
     def _lease_changed(self, held: bool) -> None:
+        self._slots = None
         if held:
             self.retries.sweep_soon()  # a new leader first repairs what the old one left
             self._next_full = 0.0  # and reads the store afresh: its memory may be old
@@ -421,6 +485,11 @@ class Dispatcher:
             full: read every active task from the store first (otherwise done only
                 when a full pass is due).
         """
+        with self._placing:
+            self._slots = None  # if the pass fails, nothing is placed on create
+            return self._run_pass(full)
+
+    def _run_pass(self, full: bool) -> float:
         self.counts["passes"] += 1
         now = now_ms()
         self.counts["retried"] += self.retries.run(now)
@@ -469,6 +538,7 @@ class Dispatcher:
                 picks.append(pick)
         if picks:
             self._assign_all(picks, due)
+        self._slots = slots  # what place_on_create takes from until the next pass
         with self._notes_lock:  # pairs with _on_message: a start or end during the pass counts
             self._held_back = bool(held)
             self._waiting = bool(self._queue)

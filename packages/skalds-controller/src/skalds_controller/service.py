@@ -40,6 +40,9 @@ class TaskService:
         """Called with each task created (this process's dispatcher takes it from here,
         or counts the place a task created with an executor takes, instead of reading
         it back from the store)."""
+        self.placer: Callable[[Task], str | None] | None = None
+        """This process's leading dispatcher, when it may place a task as it is
+        created (see ``Dispatcher.place_on_create``)."""
 
     # -- reading ----------------------------------------------------------------------
 
@@ -101,6 +104,12 @@ class TaskService:
             resources=body.resources,
             **({"deadline_date_time": body.deadline} if body.deadline else {}),
         )
+        if task.executor is None and self.placer is not None:
+            node_id = self.placer(task)
+            if node_id is not None:  # placed now: stored and told as if assigned by hand
+                task = task.model_copy(
+                    update={"executor": node_id, "lifecycle_status": TaskLifecycleStatus.ASSIGNING}
+                )
         try:
             created = self.backends.store.create_task(task)
         except TaskExistsError:

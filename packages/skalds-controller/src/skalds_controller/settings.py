@@ -90,6 +90,15 @@ class ControllerSettings(SkaldConfig):
             "so a burst queues in the dispatcher instead of in one node's backlog"
         ),
     )
+    dispatcher_place_on_create: bool = Field(
+        default=True,
+        validation_alias=_env("DISPATCHER_PLACE_ON_CREATE"),
+        description=(
+            "the leading dispatcher places a task as the API creates it when nothing "
+            "waits ahead of it (stored Assigning on its node: one write and one event "
+            "fewer than a dispatch pass); false leaves every task to the passes"
+        ),
+    )
     retry_sweep_interval: float = Field(
         default=30.0,
         gt=0,
