@@ -243,7 +243,12 @@ def test_a_task_created_while_nothing_waits_is_placed_as_it_is_created(
     assert done.executor == node.skald_id and done.attempts == 1
     assert read_lines(tmp_path / "now").count("main") == 1
     assert ctl.dispatcher.counts["placed_on_create"] == 1
+    # A second task with that id is refused, and the place it was given is given back
+    body = {"id": "now", "className": "ProbeWorker", "attachments": {"traceFile": "x"}}
+    again = ctl.client.post("/api/tasks", json=body)
+    assert again.status_code == 409 and again.json()["code"] == "CONFLICT"
     assert ctl.dispatcher.describe()["placed_on_create"] == 1
+    assert wait_status(ctl, "now", S.FINISHED).attempts == 1
 
 
 def test_while_a_task_waits_new_ones_queue_behind_it_in_priority_order(

@@ -101,7 +101,7 @@ def start_background(context: Context, *, observer: DispatchObserver | None = No
         monitor.add_listener(dispatcher.on_node_change)
         context.tasks.on_created.append(dispatcher.offer)
         if settings.dispatcher_place_on_create:
-            context.tasks.placer = dispatcher.place_on_create
+            context.tasks.placer = dispatcher
         background.dispatcher = dispatcher
         background.leases.append(dispatch_lease)
     for lease in background.leases:

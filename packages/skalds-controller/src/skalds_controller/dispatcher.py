@@ -196,6 +196,7 @@ class Dispatcher:
         # (place_on_create), which uses the last pass's slots while no pass runs.
         self._placing = threading.Lock()
         self._slots: dict[str, NodeSlot] | None = None
+        self._node_changes = 0  # a pass keeps its slots only if no node came or went meanwhile
         # Task ids events named since the last pass (written by the bus thread):
         self._notes_lock = threading.Lock()
         self._noted: set[str] = set()  # to read: created, re-queued, started elsewhere
@@ -270,11 +271,14 @@ class Dispatcher:
         which need not come sooner: every pass applies the offers before it places
         anything.
         """
-        with self._notes_lock:
-            if task.executor:  # only what its place needs, not the attachments
-                since = task.update_date_time if task.lifecycle_status is S.ASSIGNING else None
+        if task.executor:  # only what its place needs, not the attachments
+            since = task.update_date_time if task.lifecycle_status is S.ASSIGNING else None
+            with self._notes_lock:
                 self._offered_placed[task.id] = _Placed(task.executor, dict(task.resources), since)
-                return
+            if since is not None:  # placed by place_on_create, and now stored
+                self._observe("observe_dispatch_latency", 0.0)
+            return
+        with self._notes_lock:
             self._offered[task.id] = task
             self._noted.add(task.id)
             self._offered_ids[task.id] = None
@@ -326,11 +330,19 @@ class Dispatcher:
             self.counts["placed_on_create"] += 1
         finally:
             self._placing.release()
-        self._observe("observe_dispatch_latency", 0.0)
         return chosen.node_id
+
+    def unplace(self, task: Task) -> None:
+        """The API could not store a task :meth:`place_on_create` placed (its id was
+        taken, the store failed): uncount it; the next pass counts the places anew."""
+        with self._placing:
+            self._slots = None
+            self.counts["assigned"] -= 1
+            self.counts["placed_on_create"] -= 1
 
     def on_node_change(self, node_id: str, online: bool) -> None:
         """Monitor listener: a node that joins may take waiting tasks."""
+        self._node_changes += 1  # a pass running now keeps no slots (see _run_pass)
         self._slots = None  # a node gone must not be chosen; the next pass counts anew
         if online:
             self.wake()
@@ -502,6 +514,7 @@ class Dispatcher:
             self._apply_notes()
         due = [max(0.0, self._next_full - time.monotonic())]
         self._undo_stale_assignments(now, due)
+        node_changes = self._node_changes
         slots = node_slots(self._nodes.list())
         for placed in self._placed.values():
             slot = slots.get(placed.node_id)
@@ -538,7 +551,8 @@ class Dispatcher:
                 picks.append(pick)
         if picks:
             self._assign_all(picks, due)
-        self._slots = slots  # what place_on_create takes from until the next pass
+        if node_changes == self._node_changes:  # else a node came or went: keep none
+            self._slots = slots  # what place_on_create takes from until the next pass
         with self._notes_lock:  # pairs with _on_message: a start or end during the pass counts
             self._held_back = bool(held)
             self._waiting = bool(self._queue)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from jsonschema import Draft202012Validator
 
@@ -28,6 +28,14 @@ __all__ = ["TaskService"]
 S = TaskLifecycleStatus
 
 
+class Placer(Protocol):
+    """Places a task as the API creates it (the controller's dispatcher)."""
+
+    def place_on_create(self, task: Task) -> str | None: ...
+
+    def unplace(self, task: Task) -> None: ...
+
+
 class TaskService:
     """Task operations shared by the REST API, the CLI and the dispatcher."""
 
@@ -40,9 +48,9 @@ class TaskService:
         """Called with each task created (this process's dispatcher takes it from here,
         or counts the place a task created with an executor takes, instead of reading
         it back from the store)."""
-        self.placer: Callable[[Task], str | None] | None = None
-        """This process's leading dispatcher, when it may place a task as it is
-        created (see ``Dispatcher.place_on_create``)."""
+        self.placer: Placer | None = None
+        """This process's dispatcher, when it may place a task as it is created (see
+        ``Dispatcher.place_on_create``)."""
 
     # -- reading ----------------------------------------------------------------------
 
@@ -104,16 +112,20 @@ class TaskService:
             resources=body.resources,
             **({"deadline_date_time": body.deadline} if body.deadline else {}),
         )
-        if task.executor is None and self.placer is not None:
-            node_id = self.placer(task)
-            if node_id is not None:  # placed now: stored and told as if assigned by hand
-                task = task.model_copy(
-                    update={"executor": node_id, "lifecycle_status": TaskLifecycleStatus.ASSIGNING}
-                )
+        placer = self.placer if task.executor is None else None
+        node_id = placer.place_on_create(task) if placer is not None else None
+        if node_id is not None:  # placed now: stored and told as if assigned by hand
+            task = task.model_copy(
+                update={"executor": node_id, "lifecycle_status": TaskLifecycleStatus.ASSIGNING}
+            )
         try:
             created = self.backends.store.create_task(task)
-        except TaskExistsError:
-            raise ApiError(409, "CONFLICT", f"task {task.id!r} already exists") from None
+        except BaseException as exc:
+            if placer is not None and node_id is not None:
+                placer.unplace(task)
+            if isinstance(exc, TaskExistsError):
+                raise ApiError(409, "CONFLICT", f"task {task.id!r} already exists") from None
+            raise
         for listener in self.on_created:  # this process's dispatcher, before the event
             try:
                 listener(created)
