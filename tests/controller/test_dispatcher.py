@@ -286,6 +286,20 @@ def test_placing_on_create_gives_a_node_no_more_than_max_assigning_unstarted_tas
     assert ctl.dispatcher.counts["placed_on_create"] == 3
 
 
+def test_a_task_placed_on_create_that_its_node_never_starts_is_placed_again(
+    skalds_backends, make_node, controllers, tmp_path
+):
+    _fake_node(skalds_backends.cache, "ghost")
+    ctl = controllers(dispatcher_assign_timeout=0.5, dispatcher_reconcile_interval=60)
+    _counted(ctl, "ghost")
+    created = _post(ctl, "lost", tmp_path / "lost")
+    assert (created["lifecycleStatus"], created["executor"]) == ("Assigning", "ghost")
+    real = make_node()
+    skalds_backends.cache.apply([HashDelete(keys.SKALDS_HASH, ("ghost",))])
+    done = wait_status(ctl, "lost", S.FINISHED)
+    assert done.executor == real.skald_id and read_lines(tmp_path / "lost").count("main") == 1
+
+
 def test_place_on_create_off_leaves_every_task_to_the_passes(make_node, controllers, tmp_path):
     node = make_node()
     ctl = controllers(dispatcher_place_on_create=False, dispatcher_reconcile_interval=60)
