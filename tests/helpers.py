@@ -105,16 +105,18 @@ def collected_log(level: int = logging.INFO) -> Iterator[list[str]]:
         logger.setLevel(previous)
 
 
-def post_probe_task(client: Any, task_id: str, trace: Path, **fields: Any) -> None:
+def post_probe_task(client: Any, task_id: str, trace: Path, **fields: Any) -> dict[str, Any]:
     """``POST /api/tasks`` a ProbeWorker task that traces to ``trace``; 201 or the test fails.
 
     ``attachments`` are added to (and may override) the trace file; other ``fields``
-    go into the body as given (camelCase API names).
+    go into the body as given (camelCase API names). Returns the created task (JSON).
     """
     attachments = {"traceFile": str(trace), **fields.pop("attachments", {})}
     body = {"id": task_id, "className": "ProbeWorker", "attachments": attachments, **fields}
     res = client.post("/api/tasks", json=body)
     assert res.status_code == 201, res.text
+    created: dict[str, Any] = res.json()
+    return created
 
 
 def stored(backends: Backends, task_id: str) -> Task:

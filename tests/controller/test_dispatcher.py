@@ -50,8 +50,8 @@ class Controller:
         assert self.background.dispatcher is not None
         return self.background.dispatcher
 
-    def create(self, task_id: str, trace: Path, **fields: Any) -> None:
-        post_probe_task(self.client, task_id, trace, **fields)
+    def create(self, task_id: str, trace: Path, **fields: Any) -> dict[str, Any]:
+        return post_probe_task(self.client, task_id, trace, **fields)
 
     def task(self, task_id: str) -> Task:
         return stored(self.context.backends, task_id)
@@ -214,15 +214,6 @@ def test_higher_priority_runs_first(make_node, controllers, tmp_path):
 # -- placing a task as the API creates it ---------------------------------------------------------
 
 
-def _post(ctl: Controller, task_id: str, trace: Path, **fields: Any) -> dict[str, Any]:
-    attachments = {"traceFile": str(trace), **fields.pop("attachments", {})}
-    body = {"id": task_id, "className": "ProbeWorker", "attachments": attachments, **fields}
-    res = ctl.client.post("/api/tasks", json=body)
-    assert res.status_code == 201, res.text
-    created: dict[str, Any] = res.json()
-    return created
-
-
 def _counted(ctl: Controller, node_id: str) -> None:
     """Wait until a dispatch pass has counted ``node_id``'s places (what placing on
     create takes from): the first passes may run before the monitor saw the node."""
@@ -235,7 +226,7 @@ def test_a_task_created_while_nothing_waits_is_placed_as_it_is_created(
     node = make_node()
     ctl = controllers(dispatcher_reconcile_interval=60)
     _counted(ctl, node.skald_id)
-    created = _post(ctl, "now", tmp_path / "now")
+    created = ctl.create("now", tmp_path / "now")
     # The response already names the node: stored Assigning there, sent task.assign
     assert created["lifecycleStatus"] == "Assigning"
     assert created["executor"] == node.skald_id
@@ -258,13 +249,13 @@ def test_while_a_task_waits_new_ones_queue_behind_it_in_priority_order(
     ctl = controllers(dispatcher_reconcile_interval=60)
     _counted(ctl, node.skald_id)
     trace = tmp_path / "order"
-    first = _post(ctl, "block", trace, attachments={"label": "block", "mainSeconds": 0.8})
+    first = ctl.create("block", trace, attachments={"label": "block", "mainSeconds": 0.8})
     assert first["lifecycleStatus"] == "Assigning"  # the only place, taken at creation
     wait_status(ctl, "block", S.RUNNING)
     # No place left: the next task waits in Created, and so does every task after it
     # (placing one at creation would jump the queue)
-    low = _post(ctl, "low", trace, priority=1, attachments={"label": "low"})
-    high = _post(ctl, "high", trace, priority=9, attachments={"label": "high"})
+    low = ctl.create("low", trace, priority=1, attachments={"label": "low"})
+    high = ctl.create("high", trace, priority=9, attachments={"label": "high"})
     assert (low["lifecycleStatus"], low["executor"]) == ("Created", None)
     assert (high["lifecycleStatus"], high["executor"]) == ("Created", None)
     wait_status(ctl, "low", S.FINISHED)
@@ -278,7 +269,7 @@ def test_placing_on_create_gives_a_node_no_more_than_max_assigning_unstarted_tas
     _fake_node(skalds_backends.cache, "ghost", max_workers=50)  # never starts anything
     ctl = controllers(dispatcher_max_assigning_per_node=3, dispatcher_reconcile_interval=60)
     _counted(ctl, "ghost")
-    statuses = [_post(ctl, f"g{i}", tmp_path / f"g{i}")["lifecycleStatus"] for i in range(5)]
+    statuses = [ctl.create(f"g{i}", tmp_path / f"g{i}")["lifecycleStatus"] for i in range(5)]
     assert statuses == ["Assigning"] * 3 + ["Created"] * 2
     time.sleep(0.3)  # the pass the fourth task asked for ran: the ghost is still busy
     tasks = [ctl.task(f"g{i}") for i in range(5)]
@@ -292,7 +283,7 @@ def test_a_task_placed_on_create_that_its_node_never_starts_is_placed_again(
     _fake_node(skalds_backends.cache, "ghost")
     ctl = controllers(dispatcher_assign_timeout=0.5, dispatcher_reconcile_interval=60)
     _counted(ctl, "ghost")
-    created = _post(ctl, "lost", tmp_path / "lost")
+    created = ctl.create("lost", tmp_path / "lost")
     assert (created["lifecycleStatus"], created["executor"]) == ("Assigning", "ghost")
     real = make_node()
     skalds_backends.cache.apply([HashDelete(keys.SKALDS_HASH, ("ghost",))])
@@ -304,7 +295,7 @@ def test_place_on_create_off_leaves_every_task_to_the_passes(make_node, controll
     node = make_node()
     ctl = controllers(dispatcher_place_on_create=False, dispatcher_reconcile_interval=60)
     _counted(ctl, node.skald_id)
-    created = _post(ctl, "later", tmp_path / "later")
+    created = ctl.create("later", tmp_path / "later")
     assert (created["lifecycleStatus"], created["executor"]) == ("Created", None)
     assert wait_status(ctl, "later", S.FINISHED).executor == node.skald_id
     assert ctl.dispatcher.counts["placed_on_create"] == 0

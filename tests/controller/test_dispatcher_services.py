@@ -126,11 +126,8 @@ def test_a_task_placed_as_it_is_created_runs_once_on_real_services(
     dispatcher = background.dispatcher
     assert dispatcher is not None
     wait_for(lambda: node.skald_id in (dispatcher._slots or {}), 30)  # a pass counted it
-    body = {"id": "at-once", "className": "ProbeWorker",
-            "attachments": {"traceFile": str(tmp_path / "at-once")}}  # fmt: skip
-    res = client.post("/api/tasks", json=body)
-    assert res.status_code == 201, res.text
-    assert (res.json()["lifecycleStatus"], res.json()["executor"]) == ("Assigning", node.skald_id)
+    created = post_probe_task(client, "at-once", tmp_path / "at-once")
+    assert (created["lifecycleStatus"], created["executor"]) == ("Assigning", node.skald_id)
     wait_for(lambda: stored(skalds_backends, "at-once").lifecycle_status is S.FINISHED, 30)
     assert read_lines(tmp_path / "at-once").count("main") == 1
     assert stored(skalds_backends, "at-once").attempts == 1
