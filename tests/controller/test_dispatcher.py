@@ -825,6 +825,75 @@ def test_an_end_makes_a_pass_only_when_a_task_waits_or_may_be_retried(skalds_bac
     assert store.get_task("second").executor == "ghost"
 
 
+def _start(store: Any, dispatcher: Dispatcher, task_id: str) -> None:
+    """What a node does when it starts a task: Assigning → Running, then its event."""
+    store.update_task(task_id, {"lifecycle_status": S.RUNNING}, expected_status={S.ASSIGNING})
+    dispatcher._on_message(_worker_update(task_id, S.RUNNING))
+
+
+def test_while_every_node_is_busy_starting_a_pass_waits_for_half_max_assigning_starts(
+    skalds_backends,
+):
+    """A flood's starts do not each make a pass; enough of them to place a batch do."""
+    _fake_node(skalds_backends.cache, "ghost", max_workers=100)
+    store = skalds_backends.store
+    settings = ControllerSettings(load_entry_points=False, dispatcher_max_assigning_per_node=4)
+    dispatcher = Dispatcher(skalds_backends, settings, controller_id="c1")
+    for i in range(10):
+        store.create_task(Task(id=f"f{i}", className="ProbeWorker"))
+    dispatcher.run_pass(full=True)
+    placed = [f"f{i}" for i in range(10) if store.get_task(f"f{i}").executor == "ghost"]
+    assert len(placed) == 4  # the node is busy starting them; six wait
+    dispatcher._wake.clear()
+    # When the node starts one, no pass yet: it still has three to start
+    _start(store, dispatcher, placed[0])
+    assert not dispatcher._wake.is_set()
+    # nor for a task ending, or a new task: neither could be placed now
+    dispatcher._on_message(_worker_update(placed[0], S.FINISHED))
+    store.create_task(new := Task(id="new", className="ProbeWorker"))
+    dispatcher.offer(new)
+    assert not dispatcher._wake.is_set()
+    # When another leaves without starting (cancelled), that is max_assigning // 2
+    # places freed: a pass places as many more
+    store.update_task(placed[1], {"lifecycle_status": S.CANCELLED}, expected_status={S.ASSIGNING})
+    dispatcher._on_message(_worker_update(placed[1], S.CANCELLED))
+    assert dispatcher._wake.is_set()
+    dispatcher.run_pass()
+    assert sum(store.get_task(f"f{i}").executor == "ghost" for i in range(10)) == 6
+    # and the next pass waits for two more starts again
+    dispatcher._wake.clear()
+    _start(store, dispatcher, placed[2])
+    assert not dispatcher._wake.is_set()
+    _start(store, dispatcher, placed[3])
+    assert dispatcher._wake.is_set()
+
+
+def test_a_task_created_while_every_node_is_busy_is_placed_once_they_start_some(
+    skalds_backends,
+):
+    """Nothing queued, every node busy: the new task waits for the starts, not a timer."""
+    _fake_node(skalds_backends.cache, "ghost", max_workers=100)
+    store = skalds_backends.store
+    settings = ControllerSettings(
+        load_entry_points=False,
+        dispatcher_max_assigning_per_node=2,
+        dispatcher_place_on_create=False,
+    )
+    dispatcher = Dispatcher(skalds_backends, settings, controller_id="c1")
+    for task_id in ("a", "b"):
+        store.create_task(Task(id=task_id, className="ProbeWorker"))
+    dispatcher.run_pass(full=True)  # both placed: the node is busy, nothing waits
+    assert {store.get_task(t).executor for t in ("a", "b")} == {"ghost"}
+    dispatcher._wake.clear()
+    store.create_task(late := Task(id="late", className="ProbeWorker"))
+    dispatcher.offer(late)
+    assert not dispatcher._wake.is_set()  # it could only wait
+    _start(store, dispatcher, "a")  # the start that frees a place asks for the pass
+    assert dispatcher._wake.is_set()
+    dispatcher.run_pass()
+    assert store.get_task("late").executor == "ghost"
+
+
 def test_an_end_during_the_pass_that_leaves_a_task_waiting_asks_for_another_pass(
     skalds_backends,
 ):

@@ -5,8 +5,11 @@ worker ended: capacity and dependencies change), a node joining (the monitor tel
 it) and winning the lease; besides, a slow timer repairs whatever events missed.
 A burst of events makes one pass, not one per event, and an event that changes
 nothing to place makes none: a start, unless a task waits for one, and an end
-(other than a failure, which may be retried), unless tasks wait. The next pass
-takes those notes in.
+(other than a failure, which may be retried), unless tasks wait. While every node
+is still starting ``max_assigning`` assignments, nothing can be placed until they
+start some: new tasks then only queue, and a pass waits for ``max_assigning // 2``
+starts (a flood would otherwise make a pass for every start, each placing one
+task). The next pass takes those notes in.
 
 Passes come in two sizes, because listing every active task is a full collection
 scan on some stores (FerretDB filters in Go, not in an index):
@@ -176,6 +179,12 @@ class Dispatcher:
         self._assigners: ThreadPoolExecutor | None = None  # made at the first batch
         self._held_back = False  # a task waited only for a node to start its assignments
         self._waiting = True  # tasks were left waiting at the end of the last pass
+        # Every node was still starting max_assigning tasks at the end of the last pass:
+        # nothing can be placed until they start some, so starts and ends wake a pass
+        # only once there are enough of them to be worth one (see _worth_a_pass).
+        self._all_busy = False
+        self._progress = 0  # starts and ends since the last pass began
+        self._progress_per_pass = max(1, self.max_assigning // 2)
         self.transitions = Transitions(backends, controller_id)
         self._rng = rng or random.Random()
         self._strategy: Strategy = make_strategy(settings.dispatcher_strategy, self._rng)
@@ -284,6 +293,8 @@ class Dispatcher:
             self._offered_ids[task.id] = None
             while len(self._offered_ids) > _OFFERS_REMEMBERED:
                 self._offered_ids.popitem(last=False)
+            if not self._worth_a_pass_for_new():
+                return
         self._wake.set()
 
     def place_on_create(self, task: Task) -> str | None:
@@ -344,11 +355,13 @@ class Dispatcher:
         """Monitor listener: a node that joins may take waiting tasks."""
         self._node_changes += 1  # a pass running now keeps no slots (see _run_pass)
         self._slots = None  # a node gone must not be chosen; the next pass counts anew
+        self._all_busy = False
         if online:
             self.wake()
 
     def _lease_changed(self, held: bool) -> None:
         self._slots = None
+        self._all_busy = False
         if held:
             self.retries.sweep_soon()  # a new leader first repairs what the old one left
             self._next_full = 0.0  # and reads the store afresh: its memory may be old
@@ -410,15 +423,19 @@ class Dispatcher:
                     else:
                         fresh.append(task_id)
                 self._noted.update(fresh)
-            if not fresh:
-                return
+                if not fresh or not self._worth_a_pass_for_new():
+                    return
         elif event.title == S.CREATED.value:
-            self._note(self._noted, ids)
+            with self._notes_lock:
+                self._noted.update(ids)
+                if not self._worth_a_pass_for_new():
+                    return
         elif event.title == S.RUNNING.value:
             with self._notes_lock:  # the lock pairs this with the end of run_pass
                 self._started.update(ids)
-                if not self._held_back:
-                    return  # no slot is freed: no pass needed
+                self._progress += len(ids)
+                if not self._held_back or not self._worth_a_pass():
+                    return  # no slot is freed (or too few yet): no pass needed
             # a start frees a place among a node's unstarted assignments
         elif event.title in _ENDED_TITLES:
             if event.title == S.FAILED.value:
@@ -427,7 +444,8 @@ class Dispatcher:
             else:
                 with self._notes_lock:  # the lock pairs this with the end of run_pass
                     self._ended.update(ids)
-                    if not self._waiting:
+                    self._progress += sum(map(self._ended_unstarted, ids))
+                    if not self._waiting or not self._worth_a_pass():
                         return  # the freed place has no taker: the next pass counts it
         else:
             return  # Paused, UpdateApplied...: nothing to place
@@ -436,6 +454,46 @@ class Dispatcher:
     def _note(self, into: set[str], ids: Iterable[str]) -> None:
         with self._notes_lock:
             into.update(ids)
+
+    def _worth_a_pass(self) -> bool:
+        """Whether the starts and ends since the last pass began are worth a pass.
+
+        Called with the notes lock held. While every node is still starting
+        ``max_assigning`` tasks, one start frees one place; a pass for each would cost
+        more than it places (a flood makes hundreds a second). So a pass waits for
+        ``max_assigning // 2`` of them: each node still has that many tasks to start
+        meanwhile, so none runs dry, and they are sure to come (the node starts each
+        task it holds, or it ends unstarted, cancelled say: that counts too; a node
+        that dies ends the wait through the monitor, or the assign timeout, as
+        before). The end of a task that had started frees no such place, so it
+        does not count.
+        """
+        return not self._all_busy or self._progress >= self._progress_per_pass
+
+    def _ended_unstarted(self, task_id: str) -> bool:
+        """Whether an ended task still held one of its node's unstarted places.
+
+        Called with the notes lock held; reads the dispatcher thread's memory (a
+        task it placed a moment ago may not be filed yet: then False, and the timer
+        of its assignment still comes).
+        """
+        placed = self._placed.get(task_id)
+        return (
+            placed is not None
+            and placed.assigning_since is not None
+            and (task_id not in self._started)
+        )
+
+    def _worth_a_pass_for_new(self) -> bool:
+        """Whether a task just noted (created or re-queued) is worth a pass now.
+
+        Called with the notes lock held. Not while every node is busy starting: the
+        task could only wait, and the starts to come will wake a pass for it.
+        """
+        if not self._all_busy:
+            return True
+        self._held_back = self._waiting = True  # the starts (and ends) to come place it
+        return False
 
     def _take_notes(
         self,
@@ -452,6 +510,7 @@ class Dispatcher:
             assigned, self._assigned = self._assigned, set()
             started, self._started = self._started, set()
             ended, self._ended = self._ended, set()
+            self._progress = 0
         noted.update(assigned - self._placed.keys() - ended)
         return noted, started, ended, offered, placed
 
@@ -551,12 +610,19 @@ class Dispatcher:
                 picks.append(pick)
         if picks:
             self._assign_all(picks, due)
+        all_busy = bool(slots) and all(s.busy(self.max_assigning) for s in slots.values())
         if node_changes == self._node_changes:  # else a node came or went: keep none
             self._slots = slots  # what place_on_create takes from until the next pass
+        else:
+            all_busy = False
         with self._notes_lock:  # pairs with _on_message: a start or end during the pass counts
             self._held_back = bool(held)
             self._waiting = bool(self._queue)
-            if (held and self._started) or (self._waiting and self._ended):
+            self._all_busy = all_busy
+            if self._noted and self._worth_a_pass_for_new():  # tasks came during the pass
+                self._wake.set()
+            progress = (self._held_back and self._started) or (self._waiting and self._ended)
+            if progress and self._worth_a_pass():
                 self._wake.set()
         return max(0.0, min(due))
 
