@@ -420,3 +420,24 @@ def test_count_by_status_leaves_out_documents_of_no_known_status(mstore):
     mstore.db.tasks.insert_one({"id": "cbs-3", "className": "W"})
     counts = mstore.count_by_status(TaskQuery(id_prefix="cbs-"))
     assert counts == {s: (1 if s is S.CREATED else 0) for s in S}
+
+
+def test_a_batch_update_reports_only_the_tasks_it_changed(either_store):
+    """Old-layout documents take part; a task already holding the values is not claimed."""
+    store = either_store
+    for task_id in ("b-1", "b-3"):
+        store.create_task(Task(id=task_id, class_name="W"))
+    insert_old_document(store, "b-old")
+    store.create_task(Task(id="b-2", class_name="W", lifecycle_status=S.ASSIGNING, executor="n1"))
+    store.db.tasks.insert_one({"_id": "b-twin", **Task(id="b-other", class_name="W").to_document()})
+    changed = store.update_tasks(
+        ["b-1", "b-2", "b-old", "b-twin", "b-3"],
+        {"lifecycle_status": S.ASSIGNING, "executor": "n1"},
+        expected_status={S.CREATED},
+    )
+    # b-2 already was Assigning on n1 (someone else's claim); b-twin is no task of that id
+    assert changed == ["b-1", "b-old", "b-3"]
+    for task_id in changed:
+        got = store.get_task(task_id)
+        assert (got.lifecycle_status, got.executor) == (S.ASSIGNING, "n1")
+    assert store.get_task("b-other").lifecycle_status is S.CREATED

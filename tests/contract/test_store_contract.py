@@ -215,6 +215,73 @@ def test_only_one_of_many_concurrent_compare_and_sets_wins(store: Store):
     assert got is not None and got.executor == winners[0]
 
 
+def test_a_batch_update_changes_each_task_whose_status_matches(store: Store):
+    tasks = [make_task() for _ in range(5)]
+    for task in tasks:
+        store.create_task(task)
+    store.update_task(tasks[1].id, {"lifecycle_status": S.CANCELLED})
+    ids = [t.id for t in tasks]
+    missing = new_id("missing")
+    before = store.get_task(tasks[0].id)
+    time.sleep(0.002)  # so the update time visibly moves
+    changed = store.update_tasks(
+        [ids[3], missing, *ids[:3], ids[4]],
+        {"lifecycle_status": S.ASSIGNING, "executor": "node-1"},
+        expected_status={S.CREATED},
+    )
+    assert changed == [ids[3], ids[0], ids[2], ids[4]]  # in the order given
+    for task_id in changed:
+        got = store.get_task(task_id)
+        assert got is not None
+        assert (got.lifecycle_status, got.executor) == (S.ASSIGNING, "node-1")
+    assert got.update_date_time > before.update_date_time
+    cancelled = store.get_task(ids[1])
+    assert cancelled is not None
+    assert (cancelled.lifecycle_status, cancelled.executor) == (S.CANCELLED, None)
+    assert store.get_task(missing) is None
+    assert store.update_tasks([], {"priority": 1}, expected_status={S.CREATED}) == []
+    assert store.update_tasks([ids[0]], {"priority": 1}, expected_status={S.CREATED}) == []
+
+
+def test_a_batch_update_with_an_invalid_change_changes_nothing(store: Store):
+    tasks = [make_task() for _ in range(3)]
+    for task in tasks:
+        store.create_task(task)
+    with pytest.raises(ValueError):
+        store.update_tasks([t.id for t in tasks], {"priority": 99}, expected_status={S.CREATED})
+    assert [store.get_task(t.id).priority for t in tasks] == [0, 0, 0]
+
+
+def test_concurrent_batch_updates_give_each_task_to_exactly_one(store: Store):
+    """Two dispatchers claiming the same tasks at once: each task is claimed once."""
+    ids = [make_task().id for _ in range(12)]
+    for task_id in ids:
+        store.create_task(make_task(id=task_id))
+    claimed: dict[str, list[str]] = {}
+    barrier = threading.Barrier(4)
+
+    def claim(node: str, order: list[str]) -> None:
+        barrier.wait()
+        claimed[node] = store.update_tasks(
+            order,
+            {"lifecycle_status": S.ASSIGNING, "executor": node},
+            expected_status={S.CREATED},
+        )
+
+    orders = [ids, ids[::-1], ids[6:] + ids[:6], ids[::2] + ids[1::2]]
+    threads = [
+        threading.Thread(target=claim, args=(f"node-{i}", order)) for i, order in enumerate(orders)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [task_id for got in claimed.values() for task_id in got]
+    assert sorted(winners) == sorted(ids)  # every task once, none twice
+    for node, got in claimed.items():
+        assert all(store.get_task(task_id).executor == node for task_id in got)
+
+
 def test_list_filters_by_status_executor_class_and_id_prefix(store: Store):
     prefix = new_id("batch")
     a = make_task(id=f"{prefix}-a", class_name="A", executor="n1")

@@ -6,6 +6,7 @@ controller's background (monitor + dispatcher) places them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -648,26 +649,40 @@ class _SlowStore:
         self._lock = threading.Lock()
         self.in_flight = 0
         self.most_in_flight = 0
+        self.batches: list[list[str]] = []
 
-    def update_task(self, task_id: str, changes: Any, **kwargs: Any) -> Any:
+    @contextlib.contextmanager
+    def _round_trip(self, task_ids: list[str]) -> Iterator[None]:
         with self._lock:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             time.sleep(self._delay)
-            if task_id == self._fail_for:
+            if self._fail_for in task_ids:
                 raise BackendUnavailableError("the store went away")
-            return self._store.update_task(task_id, changes, **kwargs)
+            yield
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    def update_task(self, task_id: str, changes: Any, **kwargs: Any) -> Any:
+        with self._round_trip([task_id]):
+            return self._store.update_task(task_id, changes, **kwargs)
+
+    def update_tasks(self, task_ids: list[str], changes: Any, **kwargs: Any) -> Any:
+        self.batches.append(list(task_ids))
+        with self._round_trip(task_ids):
+            return self._store.update_tasks(task_ids, changes, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
 
-def _burst(skalds_backends, store: _SlowStore, count: int, concurrency: int) -> Dispatcher:
-    _fake_node(skalds_backends.cache, "ghost")
+def _burst(
+    skalds_backends, store: _SlowStore, count: int, concurrency: int, nodes: int = 1
+) -> Dispatcher:
+    for n in range(nodes):
+        _fake_node(skalds_backends.cache, f"ghost-{n}")
     backends = dataclasses.replace(skalds_backends, store=store)
     settings = ControllerSettings(load_entry_points=False)
     dispatcher = Dispatcher(backends, settings, controller_id="c1", assign_concurrency=concurrency)
@@ -676,26 +691,40 @@ def _burst(skalds_backends, store: _SlowStore, count: int, concurrency: int) -> 
     return dispatcher
 
 
-@pytest.mark.parametrize("concurrency", [1, 4])
-def test_a_pass_makes_up_to_assign_concurrency_assignments_at_once(skalds_backends, concurrency):
-    store = _SlowStore(skalds_backends.store, delay=0.05)
-    dispatcher = _burst(skalds_backends, store, 8, concurrency)
+def test_a_pass_assigns_each_nodes_tasks_in_one_batch(skalds_backends):
+    store = _SlowStore(skalds_backends.store, delay=0.0)
+    dispatcher = _burst(skalds_backends, store, 12, concurrency=8, nodes=2)
     try:
         dispatcher.run_pass(full=True)
     finally:
         dispatcher.stop()
-    assert store.most_in_flight == concurrency
-    assert dispatcher.counts["assigned"] == 5  # the node offers 5 places
-    placed = [store.get_task(f"b{i}") for i in range(8)]
-    assert sum(t.executor == "ghost" and t.lifecycle_status is S.ASSIGNING for t in placed) == 5
-    assert sum(t.lifecycle_status is S.CREATED and t.executor is None for t in placed) == 3
+    assert dispatcher.counts["assigned"] == 10  # each node offers 5 places
+    assert sorted(len(batch) for batch in store.batches) == [5, 5]  # a round trip per node
+    placed = [store.get_task(f"b{i}") for i in range(12)]
+    for batch in store.batches:
+        assert len({store.get_task(task_id).executor for task_id in batch}) == 1
+    assert sum(t.lifecycle_status is S.ASSIGNING for t in placed) == 10
+    assert sum(t.lifecycle_status is S.CREATED and t.executor is None for t in placed) == 2
 
 
-def test_a_failed_assignment_in_a_batch_fails_the_pass_after_filing_the_others(
-    skalds_backends,
-):
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_a_pass_makes_up_to_assign_concurrency_nodes_batches_at_once(skalds_backends, concurrency):
+    store = _SlowStore(skalds_backends.store, delay=0.05)
+    dispatcher = _burst(skalds_backends, store, 8, concurrency, nodes=4)
+    try:
+        dispatcher.run_pass(full=True)
+    finally:
+        dispatcher.stop()
+    assert len(store.batches) == 4 and store.most_in_flight == concurrency
+    assert dispatcher.counts["assigned"] == 8
+    assert all(store.get_task(f"b{i}").lifecycle_status is S.ASSIGNING for i in range(8))
+
+
+def test_a_failed_batch_fails_the_pass_after_filing_the_other_nodes(skalds_backends):
     store = _SlowStore(skalds_backends.store, delay=0.01, fail_for="b1")
-    dispatcher = _burst(skalds_backends, store, 3, 4)
+    dispatcher = _burst(
+        skalds_backends, store, 3, 4, nodes=2
+    )  # b0, b2 on one node, b1 on the other
     try:
         with pytest.raises(BackendUnavailableError):
             dispatcher.run_pass(full=True)
@@ -706,7 +735,7 @@ def test_a_failed_assignment_in_a_batch_fails_the_pass_after_filing_the_others(
     finally:
         dispatcher.stop()
     assert dispatcher.counts["assigned"] == 3
-    assert all(store.get_task(f"b{i}").executor == "ghost" for i in range(3))
+    assert all(store.get_task(f"b{i}").executor.startswith("ghost-") for i in range(3))
 
 
 class _ReadCountingStore(_SlowStore):

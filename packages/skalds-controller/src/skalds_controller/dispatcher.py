@@ -29,9 +29,10 @@ Both then do the same steps, only while this controller holds the dispatcher lea
    failed dependency fails them (with the reason); unmet dependencies or a future
    ``not_before`` make them wait; otherwise the strategy picks an eligible node.
 4. The picks are made: Created → Assigning is a compare-and-set, and ``task.assign``
-   goes to that node (which moves the task to Running). On real services each is
-   two round trips, so a pass makes up to ``dispatcher_assign_concurrency`` of them
-   at once; placing stays one by one, so capacity is counted as before. A node
+   goes to that node (which moves the task to Running). The compare-and-sets of one
+   node's picks go to the store together (``Store.update_tasks``: one round trip on
+   real services), up to ``dispatcher_assign_concurrency`` nodes at once; placing
+   stays one by one, so capacity is counted as before. A node
    holding ``dispatcher_max_assigning_per_node`` assignments it has not started yet
    takes no more until it starts some (its Running events wake the dispatcher): a
    burst queues here, in Created, not in one node's backlog.
@@ -763,18 +764,26 @@ class Dispatcher:
             logger.warning("task %s failed: %s", task.id, reason)
 
     def _assign_all(self, picks: list[_Pick], due: list[float]) -> None:
-        """Make the pass's assignments (up to ``assign_concurrency`` at once), then file them.
+        """Make the pass's assignments, a batch per node, then file them.
+
+        Each node's batch is one :meth:`~skalds.ports.store.Store.update_tasks` (a
+        compare-and-set per task, one round trip on real services) and then a
+        ``task.assign`` per task moved; up to ``assign_concurrency`` nodes' batches
+        are made at once.
 
         Raises:
             Exception: the first error of a store or bus call (after filing every
                 assignment that was made, so memory matches the store).
         """
-        if len(picks) == 1 or self.assign_concurrency == 1:
-            outcomes: list[Future[Task | None]] = []
-            for pick in picks:
-                done: Future[Task | None] = Future()
+        batches: dict[str, list[_Pick]] = {}
+        for pick in picks:
+            batches.setdefault(pick.slot.node_id, []).append(pick)
+        if len(batches) == 1 or self.assign_concurrency == 1:
+            outcomes: list[Future[list[str]]] = []
+            for node_id, batch in batches.items():
+                done: Future[list[str]] = Future()
                 try:
-                    done.set_result(self._claim(pick))
+                    done.set_result(self._claim(node_id, batch))
                 except Exception as exc:
                     done.set_exception(exc)
                 outcomes.append(done)
@@ -783,43 +792,49 @@ class Dispatcher:
                 self._assigners = ThreadPoolExecutor(
                     self.assign_concurrency, thread_name_prefix="skalds-dispatcher-assign"
                 )
-            outcomes = [self._assigners.submit(self._claim, pick) for pick in picks]
+            outcomes = [
+                self._assigners.submit(self._claim, node_id, batch)
+                for node_id, batch in batches.items()
+            ]
         error: BaseException | None = None
         lost = False
-        for pick, outcome in zip(picks, outcomes, strict=True):
-            task = pick.task
-            self._queue.pop(task.id, None)
+        for (node_id, batch), outcome in zip(batches.items(), outcomes, strict=True):
             failure = outcome.exception()
-            moved = None if failure is not None else outcome.result()
-            if failure is not None and not isinstance(failure, TaskNotFoundError):
+            if failure is not None:
                 error = error or failure
-            if moved is None:
-                lost = True  # changed meanwhile (cancelled, another dispatcher was first)
-                continue
-            node_id = pick.slot.node_id
-            self._placed[task.id] = _Placed(node_id, dict(task.resources), moved.update_date_time)
-            self._waiting_why.pop(task.id, None)
-            self.counts["assigned"] += 1
-            self._observe("observe_dispatch_latency", max(0, now_ms() - pick.ready_ms) / 1000)
-            logger.debug("task %s assigned to %s", task.id, node_id)
-            due.append(self.assign_timeout)  # to undo it in time if nobody picks it up
+            moved = set() if failure is not None else set(outcome.result())
+            since = now_ms()
+            for pick in batch:
+                task = pick.task
+                self._queue.pop(task.id, None)
+                if task.id not in moved:
+                    lost = True  # changed meanwhile (cancelled, another dispatcher was first)
+                    continue
+                self._placed[task.id] = _Placed(node_id, dict(task.resources), since)
+                self._waiting_why.pop(task.id, None)
+                self.counts["assigned"] += 1
+                self._observe("observe_dispatch_latency", max(0, since - pick.ready_ms) / 1000)
+                logger.debug("task %s assigned to %s", task.id, node_id)
+            due.append(self.assign_timeout)  # to undo them in time if nobody picks them up
         if lost:
             self.wake()  # their places were kept free for nothing: another pass may fill them
         if error is not None:
             raise error
 
-    def _claim(self, pick: _Pick) -> Task | None:
-        """Created → Assigning on the chosen node (compare-and-set), then tell the node."""
-        node_id = pick.slot.node_id
-        moved = self.backends.store.update_task(
-            pick.task.id,
+    def _claim(self, node_id: str, batch: list[_Pick]) -> list[str]:
+        """Created → Assigning on ``node_id`` (compare-and-set each), then tell the node.
+
+        Returns the ids of the tasks moved.
+        """
+        moved = self.backends.store.update_tasks(
+            [pick.task.id for pick in batch],
             {"lifecycle_status": S.ASSIGNING, "executor": node_id},
             expected_status={S.CREATED},
         )
-        if moved is not None:
+        for task_id in moved:
             # Not waiting for the bus: an assignment whose event is lost is undone after
             # ``assign_timeout`` and dispatched again, whatever the publish returned.
-            self.transitions.publish(Topic.TASK_ASSIGN, pick.task.id, recipient=node_id, wait=False)
+            self.transitions.publish(Topic.TASK_ASSIGN, task_id, recipient=node_id, wait=False)
         return moved
 
     def _note_waiting(self, task: Task, slots: dict[str, NodeSlot]) -> None:

@@ -77,8 +77,9 @@ class ControllerSettings(SkaldConfig):
         ge=1,
         validation_alias=_env("DISPATCHER_ASSIGN_CONCURRENCY"),
         description=(
-            "assignments of one pass made at once (each is a store compare-and-set "
-            "plus a publish: round trips on real services); 1 makes them one by one"
+            "nodes whose assignments one pass makes at once (each node's batch is one "
+            "store round trip for its compare-and-sets, then a publish per task); "
+            "1 makes them node by node"
         ),
     )
     dispatcher_max_assigning_per_node: int = Field(

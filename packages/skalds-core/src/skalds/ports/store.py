@@ -8,10 +8,11 @@ never move one task twice.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from skalds.errors import TaskNotFoundError
 from skalds.model.task import Task, TaskLifecycleStatus
 
 __all__ = ["Increment", "Store", "TaskQuery"]
@@ -88,6 +89,44 @@ class Store(abc.ABC):
         Raises:
             TaskNotFoundError: no task has this id.
         """
+
+    def update_tasks(
+        self,
+        task_ids: Sequence[str],
+        changes: Mapping[str, Any],
+        *,
+        expected_status: Collection[TaskLifecycleStatus],
+    ) -> list[str]:
+        """Apply the same ``changes`` to each task whose status is one of ``expected_status``.
+
+        Each task is its own compare-and-set, as with :meth:`update_task`; this only
+        saves round trips (the dispatcher assigns a batch of tasks to one node this
+        way). The default makes one :meth:`update_task` per task; a store that can
+        send them together overrides it.
+
+        Args:
+            task_ids: the tasks (distinct ids).
+            changes: as for :meth:`update_task` (increments included).
+            expected_status: the statuses a task must have to be changed.
+
+        Returns:
+            The ids of the tasks changed, in the order given; a task that is gone,
+            or whose status did not match, is left out.
+
+        Raises:
+            ValueError: a change the Task model refuses (nothing is written).
+            Exception: a store error; tasks before it may have been changed (a
+                caller that must know reads them again).
+        """
+        changed = []
+        for task_id in task_ids:
+            try:
+                moved = self.update_task(task_id, changes, expected_status=expected_status)
+            except TaskNotFoundError:
+                continue
+            if moved is not None:
+                changed.append(task_id)
+        return changed
 
     @abc.abstractmethod
     def delete_task(self, task_id: str) -> bool:
