@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -179,12 +179,32 @@ class SqliteStore(Store):
             if not status_expected(doc, expected_status, expected_executor):
                 return None
             new_doc = apply_changes(doc, changes)
-            tx.execute(
-                "UPDATE tasks SET lifecycle_status = ?, executor = ?, class_name = ?,"
-                " priority = ?, create_date_time = ?, document = ? WHERE id = ?",
-                (*_columns(new_doc), task_id),
-            )
+            _rewrite(tx, task_id, new_doc)
         return Task.model_validate(new_doc)
+
+    def update_tasks(
+        self,
+        task_ids: Sequence[str],
+        changes: Mapping[str, Any],
+        *,
+        expected_status: Collection[TaskLifecycleStatus],
+    ) -> list[str]:
+        """Apply ``changes`` to each task whose status matches, in one transaction.
+
+        An invalid change rolls the whole batch back (nothing is written).
+        """
+        changed = []
+        with self._transaction() as tx:
+            for task_id in task_ids:
+                row = tx.execute("SELECT document FROM tasks WHERE id = ?", (task_id,)).fetchone()
+                if row is None:
+                    continue
+                doc = json.loads(row[0])
+                if not status_expected(doc, expected_status, None):
+                    continue
+                _rewrite(tx, task_id, apply_changes(doc, changes))
+                changed.append(task_id)
+        return changed
 
     def delete_task(self, task_id: str) -> bool:
         with self._connection() as conn:
@@ -250,6 +270,15 @@ class SqliteStore(Store):
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+
+def _rewrite(tx: sqlite3.Connection, task_id: str, doc: dict[str, Any]) -> None:
+    """Store ``doc`` as the task's document, with its indexed columns."""
+    tx.execute(
+        "UPDATE tasks SET lifecycle_status = ?, executor = ?, class_name = ?,"
+        " priority = ?, create_date_time = ?, document = ? WHERE id = ?",
+        (*_columns(doc), task_id),
+    )
 
 
 def _columns(doc: Mapping[str, Any]) -> tuple[Any, ...]:
