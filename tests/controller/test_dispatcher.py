@@ -923,6 +923,31 @@ def test_a_task_created_while_every_node_is_busy_is_placed_once_they_start_some(
     assert store.get_task("late").executor == "ghost"
 
 
+def test_a_task_whose_dependency_ends_while_every_node_is_busy_is_placed_after_starts(
+    skalds_backends,
+):
+    """The dependency's end cannot place it (every node is busy); the starts to come do."""
+    _fake_node(skalds_backends.cache, "ghost", max_workers=100)
+    store = skalds_backends.store
+    settings = ControllerSettings(load_entry_points=False, dispatcher_max_assigning_per_node=2)
+    dispatcher = Dispatcher(skalds_backends, settings, controller_id="c1")
+    store.create_task(
+        Task(id="parent", className="ProbeWorker", lifecycleStatus=S.RUNNING, executor="gone")
+    )
+    for task_id in ("a", "b"):
+        store.create_task(Task(id=task_id, className="ProbeWorker"))
+    store.create_task(Task(id="child", className="ProbeWorker", dependencies=["parent"]))
+    dispatcher.run_pass(full=True)  # a, b placed: the node is busy; child waits for parent
+    assert store.get_task("child").lifecycle_status is S.CREATED
+    dispatcher._wake.clear()
+    store.update_task("parent", {"lifecycle_status": S.FINISHED})
+    dispatcher._on_message(_worker_update("parent", S.FINISHED))
+    _start(store, dispatcher, "a")
+    assert dispatcher._wake.is_set()
+    dispatcher.run_pass()
+    assert store.get_task("child").executor == "ghost"
+
+
 def test_an_end_during_the_pass_that_leaves_a_task_waiting_asks_for_another_pass(
     skalds_backends,
 ):

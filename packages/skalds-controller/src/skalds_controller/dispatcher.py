@@ -617,7 +617,9 @@ class Dispatcher:
         else:
             all_busy = False
         with self._notes_lock:  # pairs with _on_message: a start or end during the pass counts
-            self._held_back = bool(held)
+            # With every node busy, whatever waits (for a dependency, say) can be
+            # placed only after starts: they must wake a pass, whatever else ends.
+            self._held_back = bool(held) or (all_busy and bool(self._queue))
             self._waiting = bool(self._queue)
             self._all_busy = all_busy
             if self._noted and self._worth_a_pass_for_new():  # tasks came during the pass
