@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,9 +77,26 @@ def test_my_simple_worker_runs_standalone_and_stops_on_sigterm():
     assert proc.returncode == 0
 
 
-def test_intro_my_worker_runs_on_an_edge_node_and_takes_live_updates(
-    skalds_node_factory, tmp_path, capfd
-):
+@contextlib.contextmanager
+def stdout_appended_to(path: Path) -> Iterator[None]:
+    """Point file descriptor 1 (inherited by task processes) at ``path``, opened to append.
+
+    Not capfd: its capture file is shared with the task processes at one file offset,
+    and every read rewinds and truncates it, so a line a task process writes meanwhile
+    can land half over another. Appends cannot, and reading the file moves nothing.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    saved = os.dup(1)
+    os.dup2(fd, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(fd)
+
+
+def test_intro_my_worker_runs_on_an_edge_node_and_takes_live_updates(skalds_node_factory, tmp_path):
     from tests.seeds.intro_my_worker import MyWorker
 
     yml = tmp_path / "all_workers.yml"
@@ -93,19 +113,20 @@ def test_intro_my_worker_runs_on_an_edge_node_and_takes_live_updates(
             """
         )
     )
-    node = skalds_node_factory(workers=[MyWorker], skald_mode="edge", yaml_file=str(yml))
-    out = ""
+    console = tmp_path / "console.txt"
+    with stdout_appended_to(console):
+        node = skalds_node_factory(workers=[MyWorker], skald_mode="edge", yaml_file=str(yml))
 
-    def printed(text: str) -> bool:
-        nonlocal out
-        out += capfd.readouterr().out
-        return text in out
+        def printed(text: str) -> bool:
+            return console.exists() and text in console.read_text()
 
-    wait_for(lambda: printed("RTSP URL: rtsp://192.168.1.1/camera1, Fix Frame: 10"), timeout=5)
-    assert "Starting MyWorker with RTSP URL: rtsp://192.168.1.1/camera1" in out
-    yml.write_text(yml.read_text().replace("camera1", "camera9").replace("10", "25"))
-    wait_for(lambda: printed("RTSP URL: rtsp://192.168.1.1/camera9, Fix Frame: 25"), timeout=5)
-    wait_for(lambda: node.store.get_task("TaskWorker1").lifecycle_status is S.FINISHED, timeout=15)
+        wait_for(lambda: printed("RTSP URL: rtsp://192.168.1.1/camera1, Fix Frame: 10"), timeout=5)
+        assert printed("Starting MyWorker with RTSP URL: rtsp://192.168.1.1/camera1\n")
+        yml.write_text(yml.read_text().replace("camera1", "camera9").replace("10", "25"))
+        wait_for(lambda: printed("RTSP URL: rtsp://192.168.1.1/camera9, Fix Frame: 25"), timeout=5)
+        wait_for(
+            lambda: node.store.get_task("TaskWorker1").lifecycle_status is S.FINISHED, timeout=15
+        )
 
 
 def test_seed_node_update_flow_on_the_embedded_backends(skalds_node_factory, capfd):
