@@ -267,15 +267,10 @@ class MongoStore(Store):
         increments = storage_increments(task_id, changes)
         expected: _Doc = {}
         if expected_status is not None:
-            wanted = sorted({TaskLifecycleStatus(s).value for s in expected_status})
-            expected["lifecycleStatus"] = wanted
+            expected["lifecycleStatus"] = _status_values(expected_status)
         if expected_executor is not None:
             expected["executor"] = [literal(expected_executor, "expected_executor")]
-        update: _Doc = {"$max": {"updateDateTime": now_ms()}}
-        if fields:
-            update["$set"] = fields
-        if increments:
-            update["$inc"] = increments
+        update = _update_document(now_ms(), fields, increments)
         self.ensure_indexes()
         with mongo_errors(self._address), self._write_lock(task_id):
             if self._locks is None:
@@ -313,11 +308,9 @@ class MongoStore(Store):
             return super().update_tasks(task_ids, changes, expected_status=expected_status)
         keys = [literal(task_id, "task_id") for task_id in task_ids]
         fields = storage_changes(keys[0], changes)
-        wanted = sorted({TaskLifecycleStatus(s).value for s in expected_status})
+        wanted = _status_values(expected_status)
         stamp = now_ms()
-        update: _Doc = {"$max": {"updateDateTime": stamp}}
-        if fields:
-            update["$set"] = fields
+        update = _update_document(stamp, fields, {})
         with mongo_errors(self._address):
             result = self._tasks.bulk_write(
                 [
@@ -460,3 +453,18 @@ class MongoStore(Store):
             # The writes must end within the lease: after it, another writer may
             # take the lock over.
             yield
+
+
+def _status_values(statuses: Collection[TaskLifecycleStatus]) -> list[str]:
+    """The stored values of ``statuses``, for a ``$in`` filter."""
+    return sorted({TaskLifecycleStatus(s).value for s in statuses})
+
+
+def _update_document(stamp: int, fields: _Doc, increments: Mapping[str, int]) -> _Doc:
+    """The update of a change: its fields and increments, and the update time moved on."""
+    update: _Doc = {"$max": {"updateDateTime": stamp}}
+    if fields:
+        update["$set"] = fields
+    if increments:
+        update["$inc"] = dict(increments)
+    return update

@@ -15,6 +15,7 @@ locked by another process waits up to ``busy_timeout`` seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -172,15 +173,8 @@ class SqliteStore(Store):
         expected_executor: str | None = None,
     ) -> Task | None:
         with self._transaction() as tx:
-            row = tx.execute("SELECT document FROM tasks WHERE id = ?", (task_id,)).fetchone()
-            if row is None:
-                raise TaskNotFoundError(task_id)
-            doc = json.loads(row[0])
-            if not status_expected(doc, expected_status, expected_executor):
-                return None
-            new_doc = apply_changes(doc, changes)
-            _rewrite(tx, task_id, new_doc)
-        return Task.model_validate(new_doc)
+            new_doc = _change(tx, task_id, changes, expected_status, expected_executor)
+        return None if new_doc is None else Task.model_validate(new_doc)
 
     def update_tasks(
         self,
@@ -196,14 +190,9 @@ class SqliteStore(Store):
         changed = []
         with self._transaction() as tx:
             for task_id in task_ids:
-                row = tx.execute("SELECT document FROM tasks WHERE id = ?", (task_id,)).fetchone()
-                if row is None:
-                    continue
-                doc = json.loads(row[0])
-                if not status_expected(doc, expected_status, None):
-                    continue
-                _rewrite(tx, task_id, apply_changes(doc, changes))
-                changed.append(task_id)
+                with contextlib.suppress(TaskNotFoundError):
+                    if _change(tx, task_id, changes, expected_status, None) is not None:
+                        changed.append(task_id)
         return changed
 
     def delete_task(self, task_id: str) -> bool:
@@ -272,13 +261,32 @@ class SqliteStore(Store):
             conn.execute("COMMIT")
 
 
-def _rewrite(tx: sqlite3.Connection, task_id: str, doc: dict[str, Any]) -> None:
-    """Store ``doc`` as the task's document, with its indexed columns."""
+def _change(
+    tx: sqlite3.Connection,
+    task_id: str,
+    changes: Mapping[str, Any],
+    expected_status: Collection[TaskLifecycleStatus] | None,
+    expected_executor: str | None,
+) -> dict[str, Any] | None:
+    """Compare and set one task inside ``tx``; return its new document, ``None`` on a mismatch.
+
+    Raises:
+        TaskNotFoundError: no task has this id.
+        ValueError: a change the Task model refuses (nothing is written).
+    """
+    row = tx.execute("SELECT document FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    if row is None:
+        raise TaskNotFoundError(task_id)
+    doc = json.loads(row[0])
+    if not status_expected(doc, expected_status, expected_executor):
+        return None
+    new_doc = apply_changes(doc, changes)
     tx.execute(
         "UPDATE tasks SET lifecycle_status = ?, executor = ?, class_name = ?,"
         " priority = ?, create_date_time = ?, document = ? WHERE id = ?",
-        (*_columns(doc), task_id),
+        (*_columns(new_doc), task_id),
     )
+    return new_doc
 
 
 def _columns(doc: Mapping[str, Any]) -> tuple[Any, ...]:
