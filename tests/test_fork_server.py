@@ -221,3 +221,34 @@ def test_a_frozen_application_forks_a_copy_of_itself(skalds_node_factory, tmp_pa
     node = skalds_node_factory(workers=[SeeingWorker])
     assert fork_server_of(node)[1] == "copy"
     assert run_task(node, "SeeingWorker", tmp_path / "frozen")["parent"] == fork_server_of(node)[0]
+
+
+@pytest.mark.parametrize("kind", ["fresh", "copy"])
+def test_cancelling_a_task_as_it_starts_leaves_the_other_tasks_running(
+    skalds_node_factory, tmp_path, kind
+):
+    """A cancel that reaches a new task process before it has its own signal handlers
+    must not run the fork server's shutdown in it (which stopped every sibling)."""
+    from tests.workers import ProbeWorker
+
+    node = skalds_node_factory(workers=[ProbeWorker], fork_server=kind, cancel_grace_seconds=1.0)
+
+    def start(task_id: str, seconds: float) -> None:
+        attachments = {"traceFile": str(tmp_path / task_id), "mainSeconds": seconds}
+        node.store.create_task(
+            Task(
+                id=task_id,
+                class_name="ProbeWorker",
+                executor=node.skald_id,
+                attachments=attachments,
+            )
+        )
+        assert node.supervisor.start_task(node.store.get_task(task_id), {S.CREATED})
+
+    start("long", 600)
+    for i in range(20):  # the old fork server lost "long" within 2-7 of these
+        start(f"short-{i}", 60)
+        node.supervisor.cancel(f"short-{i}")
+        assert node.supervisor.wait_ended(f"short-{i}", 5)
+        assert node.store.get_task("long").lifecycle_status is S.RUNNING, f"after {i + 1}"
+    assert "long" in node.supervisor.tasks

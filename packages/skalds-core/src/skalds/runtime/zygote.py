@@ -59,6 +59,10 @@ FRESH_BOOTSTRAP = (
 )
 
 
+# Blocked from fork() until the child has its own handlers (see _Zygote._spawn).
+_FORK_BLOCKED = frozenset({_signal.SIGINT, _signal.SIGTERM, _signal.SIGCHLD})
+
+
 def _kill_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -118,14 +122,20 @@ class _Zygote:
             os.close(fd)
 
     def _spawn(self, task_id: str, fd: int) -> None:
+        # Signals stay blocked across the fork until the child has reset its handlers:
+        # a SIGTERM (a cancel) reaching the child before that would run this server's
+        # shutdown in the child, which would stop the child's copy of every sibling.
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, _FORK_BLOCKED)
         try:
             pid = os.fork()
         except OSError as exc:
+            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _FORK_BLOCKED)
             os.close(fd)
             self._send(encode("spawn-failed", task_id=task_id, error=str(exc)))
             return
         if pid == 0:
             self._become_worker(fd)
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _FORK_BLOCKED)
         os.close(fd)
         self.children[pid] = task_id
         self._send(encode("spawned", task_id=task_id, pid=pid))
@@ -141,6 +151,7 @@ class _Zygote:
             for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGCHLD):
                 _signal.signal(sig, _signal.SIG_DFL)
             _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, _FORK_BLOCKED)  # see _spawn
             self.ctrl.close()
             if self.sel is not None:
                 self.sel.close()
