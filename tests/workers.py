@@ -37,6 +37,7 @@ class ProbeParams(BaseModel):
     ignore_sigterm: bool = Field(False, alias="ignoreSigterm")
     spawn_children: bool = Field(False, alias="spawnChildren")
     os_exit: int | None = Field(None, alias="osExit")
+    payload: str = Field("", alias="payload", description="bulk, to make attachments large")
 
 
 class ProbeWorker(BaseTaskWorker[ProbeParams]):

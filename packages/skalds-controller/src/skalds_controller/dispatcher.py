@@ -25,8 +25,9 @@ Both then do the same steps, only while this controller holds the dispatcher lea
 
 1. Failed tasks with tries left go back to Created with ``not_before`` (back-off).
 2. Assignments not picked up within ``assign_timeout`` go back to Created.
-3. Waiting tasks, highest priority first, oldest first: an expired deadline or a
-   failed dependency fails them (with the reason); unmet dependencies or a future
+3. Waiting tasks, highest priority first, oldest first: an expired deadline (of a
+   task that never started: a deadline gates the first start only) or a failed
+   dependency fails them (with the reason); unmet dependencies or a future
    ``not_before`` make them wait; otherwise the strategy picks an eligible node.
 4. The picks are made: Created → Assigning is a compare-and-set, and ``task.assign``
    goes to that node (which moves the task to Running). The compare-and-sets of one
@@ -65,7 +66,7 @@ from skalds.model.task import ACTIVE_STATUSES, Task, TaskLifecycleStatus
 from skalds.node.events import parse_task_event
 from skalds.plugins import Backends
 from skalds.ports.event_bus import BusMessage, Topic
-from skalds.ports.store import TaskQuery
+from skalds.ports.store import Increment, TaskQuery
 from skalds.shared_subscription import SharedSubscription
 from skalds.utils.logging import logger
 from skalds.utils.time import now_ms
@@ -73,7 +74,7 @@ from skalds_controller.lease import Lease
 from skalds_controller.nodes import NodeDirectory
 from skalds_controller.placement import NodeSlot, node_slots
 from skalds_controller.retries import Retries
-from skalds_controller.rules import Readiness, check_dependencies, deadline_passed
+from skalds_controller.rules import Readiness, check_dependencies, too_late_to_start
 from skalds_controller.settings import ControllerSettings, DispatchStrategy, or_setting
 from skalds_controller.strategies import Strategy, make_strategy
 from skalds_controller.transitions import Transitions
@@ -109,6 +110,8 @@ class _Placed:
     resources: Mapping[str, float]
     assigning_since: int | None
     """When it was assigned, while the node has not started it yet (ms); else None."""
+    incarnation: int | None = None
+    """The run placed there, when known (an assignment undone must be that run)."""
 
 
 @dataclass
@@ -283,8 +286,9 @@ class Dispatcher:
         """
         if task.executor:  # only what its place needs, not the attachments
             since = task.update_date_time if task.lifecycle_status is S.ASSIGNING else None
+            place = _Placed(task.executor, dict(task.resources), since, task.incarnation)
             with self._notes_lock:
-                self._offered_placed[task.id] = _Placed(task.executor, dict(task.resources), since)
+                self._offered_placed[task.id] = place
             if since is not None:  # placed by place_on_create, and now stored
                 self._observe("observe_dispatch_latency", 0.0)
             return
@@ -316,7 +320,7 @@ class Dispatcher:
         """
         if task.executor or task.dependencies or task.not_before is not None:
             return None
-        if not self.leading or self._stop.is_set() or deadline_passed(task, now_ms()):
+        if not self.leading or self._stop.is_set() or too_late_to_start(task, now_ms()):
             return None
         if not self._placing.acquire(blocking=False):
             return None  # a pass runs: it, or the next one, places the task
@@ -668,7 +672,8 @@ class Dispatcher:
             return
         if task.executor:
             since = task.update_date_time if task.lifecycle_status is S.ASSIGNING else None
-            self._placed[task_id] = _Placed(task.executor, dict(task.resources), since)
+            place = _Placed(task.executor, dict(task.resources), since, task.incarnation)
+            self._placed[task_id] = place
         elif task.lifecycle_status is S.CREATED:
             self._queue[task_id] = task
 
@@ -697,13 +702,22 @@ class Dispatcher:
             if left_ms > 0:
                 due.append(left_ms / 1000)
             else:
-                stale.append((task_id, placed.node_id))
-        for task_id, node_id in stale:
+                stale.append((task_id, placed))
+        for task_id, placed in stale:
+            node_id = placed.node_id
             reason = (
                 f"node {node_id} did not pick the task up within "
                 f"{self.assign_timeout:g} s; dispatching it again"
             )
-            moved = self.transitions.move(task_id, {S.ASSIGNING}, S.CREATED, reason, executor=None)
+            moved = self.transitions.move(
+                task_id,
+                {S.ASSIGNING},
+                S.CREATED,
+                reason,
+                expected_executor=node_id,
+                expected_incarnation=placed.incarnation,
+                executor=None,
+            )
             if moved is None:
                 # started meanwhile (its event is on the way), or changed: read it again
                 self._learn(task_id, self.backends.store.get_task(task_id))
@@ -717,12 +731,13 @@ class Dispatcher:
         return all(slot.free <= 0 or slot.busy(self.max_assigning) for slot in slots.values())
 
     def _keep_deadline(self, task: Task, now: int, due: list[float]) -> bool:
-        """Fail ``task`` if its deadline passed (False); else make a pass come in time
-        to fail it while it waits (True)."""
-        if deadline_passed(task, now):
+        """Fail ``task`` if its deadline passed before it ever started (False); else make
+        a pass come in time to fail it while it waits (True)."""
+        if too_late_to_start(task, now):
             self._fail(task, "its deadline passed before it could be dispatched")
             return False
-        due.append((task.deadline_date_time - now) / 1000)
+        if task.deadline_date_time is not None and task.attempts == 0:
+            due.append((task.deadline_date_time - now) / 1000)
         return True
 
     def _consider(
@@ -812,7 +827,9 @@ class Dispatcher:
                 if task.id not in moved:
                     lost = True  # changed meanwhile (cancelled, another dispatcher was first)
                     continue
-                self._placed[task.id] = _Placed(node_id, dict(task.resources), since)
+                self._placed[task.id] = _Placed(
+                    node_id, dict(task.resources), since, task.incarnation + 1
+                )
                 self._waiting_why.pop(task.id, None)
                 self.counts["assigned"] += 1
                 self._observe("observe_dispatch_latency", max(0, since - pick.ready_ms) / 1000)
@@ -828,15 +845,25 @@ class Dispatcher:
 
         Returns the ids of the tasks moved.
         """
+        # Each placement is a new run of the task: its incarnation goes up by one, from
+        # the one this dispatcher read (a task placed and re-queued meanwhile is not it).
+        was = {pick.task.id: pick.task.incarnation for pick in batch}
         moved = self.backends.store.update_tasks(
-            [pick.task.id for pick in batch],
-            {"lifecycle_status": S.ASSIGNING, "executor": node_id},
+            list(was),
+            {"lifecycle_status": S.ASSIGNING, "executor": node_id, "incarnation": Increment(1)},
             expected_status={S.CREATED},
+            expected_incarnations=was,
         )
         for task_id in moved:
             # Not waiting for the bus: an assignment whose event is lost is undone after
             # ``assign_timeout`` and dispatched again, whatever the publish returned.
-            self.transitions.publish(Topic.TASK_ASSIGN, task_id, recipient=node_id, wait=False)
+            self.transitions.publish(
+                Topic.TASK_ASSIGN,
+                task_id,
+                recipient=node_id,
+                incarnation=was[task_id] + 1,
+                wait=False,
+            )
         return moved
 
     def _note_waiting(self, task: Task, slots: dict[str, NodeSlot]) -> None:

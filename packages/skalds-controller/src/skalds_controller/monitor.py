@@ -267,7 +267,14 @@ class Monitor:
                 "re-queued for another node"
             )
             moved = self.transitions.move(
-                task.id, {was}, S.CREATED, reason, executor=None, not_before=None
+                task.id,
+                {was},
+                S.CREATED,
+                reason,
+                expected_executor=node_id,
+                expected_incarnation=task.incarnation,
+                executor=None,
+                not_before=None,
             )
             if moved is not None:  # the store says Created: the event is a hint
                 self.transitions.publish(Topic.TASK_CREATED, task.id, wait=False)
@@ -277,7 +284,15 @@ class Monitor:
         reason = f"node {node_id} went offline while the task was {was.value}"
         if task.mode is ModeEnum.ACTIVE:
             reason += " (a task of the node's YAML file: it restarts with the node)"
-        if self.transitions.move(task.id, {was}, S.FAILED, reason) is not None:
+        moved = self.transitions.move(
+            task.id,
+            {was},
+            S.FAILED,
+            reason,
+            expected_executor=node_id,
+            expected_incarnation=task.incarnation,
+        )
+        if moved is not None:
             self.counts["failed"] += 1
             logger.warning("task %s failed: %s", task.id, reason)
 
@@ -330,8 +345,18 @@ class Monitor:
             f"the worker stopped sending heartbeats: task:{task_id}:heartbeat expired "
             f"while node {node_id} is online (the worker hangs or was stopped)"
         )
-        if self.transitions.move(task_id, {S.RUNNING}, S.FAILED, reason) is not None:
-            self.transitions.publish(Topic.TASK_CANCEL, task_id, recipient=node_id)
+        moved = self.transitions.move(
+            task_id,
+            {S.RUNNING},
+            S.FAILED,
+            reason,
+            expected_executor=node_id,
+            expected_incarnation=task.incarnation,
+        )
+        if moved is not None:
+            self.transitions.publish(
+                Topic.TASK_CANCEL, task_id, recipient=node_id, incarnation=task.incarnation
+            )
             self.counts["stalled"] += 1
             logger.error("task %s failed: %s", task_id, reason)
 

@@ -20,6 +20,7 @@ __all__ = [
     "check_dependencies",
     "deadline_passed",
     "plan_retry",
+    "too_late_to_start",
 ]
 
 S = TaskLifecycleStatus
@@ -44,8 +45,19 @@ class DependencyCheck:
 
 
 def deadline_passed(task: Task, now_ms: int) -> bool:
-    """True when ``deadline_date_time`` is reached: too late to start the task."""
-    return task.deadline_date_time <= now_ms
+    """True when the task has a deadline and it is reached."""
+    return task.deadline_date_time is not None and task.deadline_date_time <= now_ms
+
+
+def too_late_to_start(task: Task, now_ms: int) -> bool:
+    """True when a task that never started has reached its deadline.
+
+    Deadlines gate the first start only: a task that started once (``attempts``
+    counts starts) and is waiting again, re-queued by a failover or by a retry, is
+    placed whatever the time; failing a camera stream a week after it was created
+    because its node died would be wrong.
+    """
+    return task.attempts == 0 and deadline_passed(task, now_ms)
 
 
 def check_dependencies(task: Task, lookup: Callable[[str], Task | None]) -> DependencyCheck:
@@ -100,8 +112,10 @@ def plan_retry(task: Task, now_ms: int) -> RetryPlan | None:
 
     Only a task that actually ran (``attempts >= 1``: the node counts each start) and
     has tries left is retried; a failure before any start (unknown class, invalid
-    attachments, deadline, failed dependency) would fail the same way again. Tasks
-    from an edge node's YAML file belong to that node and are never moved.
+    attachments, deadline, failed dependency) would fail the same way again. No retry
+    is planned once the deadline passed (one planned before it runs after its
+    back-off, as the task started in time). Tasks from an edge node's YAML file
+    belong to that node and are never moved.
     """
     policy = task.retry_policy
     if (

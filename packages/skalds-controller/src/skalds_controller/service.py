@@ -118,6 +118,8 @@ class TaskService:
             task = task.model_copy(
                 update={"executor": node_id, "lifecycle_status": TaskLifecycleStatus.ASSIGNING}
             )
+        if task.executor is not None:
+            task.incarnation = 1  # placed as it is created: its first run
         try:
             created = self.backends.store.create_task(task)
         except BaseException as exc:
@@ -135,21 +137,35 @@ class TaskService:
         # node (its reconcile) or a dispatcher (its periodic pass) finds it anyway.
         if created.executor:
             # assigned by hand, as the seed scripts do: tell that node now
-            self.publish(Topic.TASK_ASSIGN, created.id, recipient=created.executor, wait=False)
+            self.publish(
+                Topic.TASK_ASSIGN,
+                created.id,
+                recipient=created.executor,
+                incarnation=created.incarnation,
+                wait=False,
+            )
         else:
             # the other controllers react at once
             self.publish(Topic.TASK_CREATED, created.id, wait=False)
         return created
 
     def update_attachments(self, task_id: str, attachments: dict[str, Any]) -> tuple[Task, bool]:
-        """Store new attachments, then tell the node; return (task, event published)."""
+        """Store new attachments, then tell the node; return (task, event published).
+
+        The store adds one to the task's ``attachmentsVersion``; the node that runs it
+        sends the worker the stored attachments and reports the version the worker
+        applied, so a lost event only delays the update (the node's reconcile finds
+        the stored version ahead of the applied one and sends it again).
+        """
         task = self.get(task_id)
         self.check_attachments(task.class_name, attachments)
         updated = self.backends.store.update_task(task_id, {"attachments": attachments})
         assert updated is not None
         published = False
         if updated.lifecycle_status in (S.RUNNING, S.PAUSED):
-            published = self.publish(Topic.TASK_UPDATE_ATTACHMENT, task_id)
+            published = self.publish(
+                Topic.TASK_UPDATE_ATTACHMENT, task_id, incarnation=updated.incarnation
+            )
         return updated, published
 
     def cancel(self, task_id: str) -> Task:
@@ -163,7 +179,7 @@ class TaskService:
         )
         if changed is None:
             return self.get(task_id)
-        self.publish(Topic.TASK_CANCEL, task_id)
+        self.publish(Topic.TASK_CANCEL, task_id, incarnation=changed.incarnation)
         return changed
 
     def requeue(self, task_id: str) -> Task:
@@ -188,17 +204,36 @@ class TaskService:
         return changed
 
     def set_paused(self, task_id: str, paused: bool) -> Task:
+        """Pause or resume a task: the store first (the state asked for), then its node.
+
+        The node pauses or resumes the worker on the event, or at its next reconcile
+        if the event is lost, and confirms the status in the store.
+        """
         task = self.get(task_id)
-        want = S.RUNNING if paused else S.PAUSED
-        if task.lifecycle_status is not want:
-            verb = "pause" if paused else "resume"
+        was, want = (S.RUNNING, S.PAUSED) if paused else (S.PAUSED, S.RUNNING)
+        verb = "pause" if paused else "resume"
+        changed = None
+        if task.lifecycle_status is was:
+            changed = self.backends.store.update_task(
+                task_id,
+                {"lifecycle_status": want},
+                expected_status={was},
+                expected_executor=task.executor,
+                expected_incarnation=task.incarnation,
+            )
+        if changed is None:
+            now = self.get(task_id) if task.lifecycle_status is was else task
             raise ApiError(
                 409,
                 "INVALID_STATUS",
-                f"cannot {verb} task {task_id!r}: it is {task.lifecycle_status.value}",
+                f"cannot {verb} task {task_id!r}: it is {now.lifecycle_status.value}",
             )
-        self.publish(Topic.TASK_PAUSE if paused else Topic.TASK_RESUME, task_id)
-        return task
+        self.publish(
+            Topic.TASK_PAUSE if paused else Topic.TASK_RESUME,
+            task_id,
+            incarnation=changed.incarnation,
+        )
+        return changed
 
     def delete(self, task_id: str) -> None:
         task = self.get(task_id)
@@ -207,7 +242,16 @@ class TaskService:
         self.backends.store.delete_task(task_id)
 
     def publish(
-        self, topic: Topic, task_id: str, recipient: str | None = None, *, wait: bool = True
+        self,
+        topic: Topic,
+        task_id: str,
+        recipient: str | None = None,
+        *,
+        incarnation: int | None = None,
+        wait: bool = True,
     ) -> bool:
-        """Send an event about ``task_id``; False (logged) when the bus refuses it."""
-        return self._transitions.publish(topic, task_id, recipient=recipient, wait=wait)
+        """Send an event about ``task_id`` (its run ``incarnation``); False (logged) when
+        the bus refuses it."""
+        return self._transitions.publish(
+            topic, task_id, recipient=recipient, incarnation=incarnation, wait=wait
+        )

@@ -34,18 +34,34 @@ class Transitions:
         expected: Collection[TaskLifecycleStatus],
         status: TaskLifecycleStatus,
         reason: str | None = None,
+        *,
+        expected_executor: str | None = None,
+        expected_incarnation: int | None = None,
         **changes: Any,
     ) -> Task | None:
         """Set ``status`` (and ``changes``) if the task is in ``expected``; announce it.
 
+        Args:
+            expected_executor: only while the task is on this node (``None``: any).
+            expected_incarnation: only while the task is in this run (``None``: any);
+                with the executor, a decision about one run of a task (read before)
+                never lands on a later run.
+
         Returns:
-            The changed task, or ``None`` when it was not in ``expected`` or is gone.
+            The changed task, or ``None`` when it was not in ``expected`` (or not that
+            run any more) or is gone.
         """
         fields: dict[str, Any] = {"lifecycle_status": status, **changes}
         if reason is not None:
             fields["error_message"] = reason
         try:
-            moved = self.backends.store.update_task(task_id, fields, expected_status=expected)
+            moved = self.backends.store.update_task(
+                task_id,
+                fields,
+                expected_status=expected,
+                expected_executor=expected_executor,
+                expected_incarnation=expected_incarnation,
+            )
         except TaskNotFoundError:
             return None
         if moved is not None:
@@ -69,6 +85,7 @@ class Transitions:
         recipient: str | None = None,
         title: str | None = None,
         event_id: str | None = None,
+        incarnation: int | None = None,
         wait: bool = True,
     ) -> bool:
         """Publish one task event; False (logged) when the bus refuses it.
@@ -77,6 +94,8 @@ class Transitions:
         (nodes and dispatchers reconcile from the store).
 
         Args:
+            incarnation: the run of the task the event is about (nodes ignore an
+                event for an older run).
             wait: wait for the bus to confirm the event. ``False`` hands it over and
                 returns True at once (a delivery that fails later is logged by the bus):
                 for callers that do not act on the outcome.
@@ -87,6 +106,7 @@ class Transitions:
             recipient=recipient,
             title=title,
             id=event_id,
+            incarnation=incarnation,
         )
         bus = self.backends.event_bus
         try:

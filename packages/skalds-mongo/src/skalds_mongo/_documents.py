@@ -19,6 +19,7 @@ from skalds_mongo.errors import TaskDocumentError
 
 __all__ = [
     "SORT",
+    "incarnation_condition",
     "literal",
     "prefix_range",
     "query_filter",
@@ -105,17 +106,31 @@ def storage_changes(task_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
 def storage_increments(task_id: str, changes: Mapping[str, Any]) -> dict[str, int]:
     """Return the :class:`~skalds.ports.store.Increment` changes, for ``$inc``.
 
+    A change of the attachments adds one to ``attachmentsVersion`` too, unless the
+    changes set that version themselves (the rule of every store).
+
     Raises:
         ValueError: an unknown field, or one that does not hold an integer.
     """
     out: dict[str, int] = {}
+    named = set()
     for key, value in changes.items():
+        alias = _alias(task_id, key)
+        named.add(alias)
         if isinstance(value, Increment):
-            alias = _alias(task_id, key)
             if alias not in _INTEGERS or alias in _STORE_MANAGED:
                 raise ValueError(f"task {task_id!r}: {key!r} is not a number to increment")
             out[alias] = value.by
+    if "attachments" in named and "attachmentsVersion" not in named:
+        out["attachmentsVersion"] = 1
     return out
+
+
+def incarnation_condition(incarnation: int) -> Any:
+    """The filter value matching ``incarnation`` (a document without one is incarnation 0)."""
+    if isinstance(incarnation, bool) or not isinstance(incarnation, int):
+        raise TypeError(f"incarnation must be an int, not {type(incarnation).__name__}")
+    return {"$in": [0, None]} if incarnation == 0 else incarnation
 
 
 def _alias(task_id: str, key: str) -> str:

@@ -40,6 +40,7 @@ from skalds_mongo._connection import (
 )
 from skalds_mongo._documents import (
     SORT,
+    incarnation_condition,
     literal,
     query_filter,
     storage_changes,
@@ -253,8 +254,9 @@ class MongoStore(Store):
         *,
         expected_status: Collection[TaskLifecycleStatus] | None = None,
         expected_executor: str | None = None,
+        expected_incarnation: int | None = None,
     ) -> Task | None:
-        """Apply ``changes`` in one atomic update if the status (and executor) match.
+        """Apply ``changes`` in one atomic update if the status (executor, incarnation) match.
 
         Raises:
             ValueError: a change the Task model refuses (nothing is written).
@@ -270,6 +272,8 @@ class MongoStore(Store):
             expected["lifecycleStatus"] = _status_values(expected_status)
         if expected_executor is not None:
             expected["executor"] = [literal(expected_executor, "expected_executor")]
+        if expected_incarnation is not None:
+            expected["incarnation"] = _incarnation_values(expected_incarnation)
         update = _update_document(now_ms(), fields, increments)
         self.ensure_indexes()
         with mongo_errors(self._address), self._write_lock(task_id):
@@ -287,6 +291,7 @@ class MongoStore(Store):
         changes: Mapping[str, Any],
         *,
         expected_status: Collection[TaskLifecycleStatus],
+        expected_incarnations: Mapping[str, int] | None = None,
     ) -> list[str]:
         """Apply ``changes`` to each task whose status matches, in one round trip.
 
@@ -295,61 +300,80 @@ class MongoStore(Store):
         batch of 16 cost the server ~40 % and this client ~85 % less CPU per task.
         Where the bulk write cannot tell which ones matched (it only counts them),
         the tasks are read back; a task stored in the earlier layout (an ObjectId
-        ``_id``), and every change with an increment, take :meth:`update_task`'s way.
+        ``_id``), and a change with an increment other than the incarnation of tasks
+        whose incarnations are expected, take :meth:`update_task`'s way.
         """
         if not task_ids:
             return []
         self.ensure_indexes()  # decides self._locks
-        if (
-            len(task_ids) == 1
-            or storage_increments(task_ids[0], changes)
-            or self._locks is not None
-        ):
-            return super().update_tasks(task_ids, changes, expected_status=expected_status)
+        incarnations = dict(expected_incarnations or {})
+        increments = storage_increments(task_ids[0], changes)
+        counted = set(increments) <= {"incarnation"} and all(i in incarnations for i in task_ids)
+        if len(task_ids) == 1 or (increments and not counted) or self._locks is not None:
+            return super().update_tasks(
+                task_ids,
+                changes,
+                expected_status=expected_status,
+                expected_incarnations=incarnations,
+            )
         keys = [literal(task_id, "task_id") for task_id in task_ids]
         fields = storage_changes(keys[0], changes)
         wanted = _status_values(expected_status)
         stamp = now_ms()
-        update = _update_document(stamp, fields, {})
+        update = _update_document(stamp, fields, increments)
+        filters = {k: {"_id": k, "id": k, "lifecycleStatus": {"$in": wanted}} for k in keys}
+        expected_after: dict[str, int] = {}
+        for k, flt in filters.items():
+            if k in incarnations:
+                flt["incarnation"] = incarnation_condition(incarnations[k])
+                expected_after[k] = incarnations[k] + increments.get("incarnation", 0)
         with mongo_errors(self._address):
             result = self._tasks.bulk_write(
-                [
-                    UpdateOne({"_id": k, "id": k, "lifecycleStatus": {"$in": wanted}}, update)
-                    for k in keys
-                ],
-                ordered=False,
+                [UpdateOne(flt, update) for flt in filters.values()], ordered=False
             )
             if result.matched_count == len(keys):
                 return list(keys)
             return self._sort_out(
-                keys, fields, stamp, result.matched_count, changes, expected_status
+                keys,
+                (fields, expected_after, stamp),
+                result.matched_count,
+                changes,
+                expected_status,
+                incarnations,
             )
 
     def _sort_out(
         self,
         keys: list[str],
-        fields: Mapping[str, Any],
-        stamp: int,
+        written: tuple[Mapping[str, Any], Mapping[str, int], int],
         matched: int,
         changes: Mapping[str, Any],
         expected_status: Collection[TaskLifecycleStatus],
+        incarnations: Mapping[str, int],
     ) -> list[str]:
         """Tell which tasks of a bulk write changed, when not all did.
 
-        A task now holding the changed values was changed by this write, unless
-        another writer made the very same change meanwhile; should more tasks hold
-        them than the write matched, only those stamped with this write's update time
-        count. A task not stored under its id as ``_id`` (the earlier layout) or gone
-        goes through :meth:`update_task`, which tells those apart.
+        ``written`` is what the write left on a task it changed: the fields it set,
+        the incarnation of each task (by id, where expected) and its update time. A
+        task now holding those was changed by this write, unless another writer made
+        the very same change meanwhile; should more tasks hold them than the write
+        matched, only those stamped with this write's update time count. A task not
+        stored under its id as ``_id`` (the earlier layout) or gone goes through
+        :meth:`update_task`, which tells those apart.
         """
-        projection = dict.fromkeys(["id", "updateDateTime", *fields], 1)
+        plain, after, stamp = written
+        projection = dict.fromkeys(["id", "updateDateTime", "incarnation", *plain], 1)
         found = {
             doc["_id"]: doc
             for doc in self._tasks.find({"_id": {"$in": keys}}, projection)
             if doc.get("id") == doc["_id"]
         }
         holding = [
-            k for k in keys if k in found and all(found[k].get(f) == v for f, v in fields.items())
+            k
+            for k in keys
+            if k in found
+            and all(found[k].get(f) == v for f, v in plain.items())
+            and (k not in after or int(found[k].get("incarnation") or 0) == after[k])
         ]
         if len(holding) > matched:
             holding = [k for k in holding if found[k].get("updateDateTime") == stamp]
@@ -358,7 +382,13 @@ class MongoStore(Store):
             if key in found:
                 continue
             with contextlib.suppress(TaskNotFoundError):
-                if self.update_task(key, changes, expected_status=expected_status) is not None:
+                moved = self.update_task(
+                    key,
+                    changes,
+                    expected_status=expected_status,
+                    expected_incarnation=incarnations.get(key),
+                )
+                if moved is not None:
                     mine.add(key)
         return [k for k in keys if k in mine]
 
@@ -453,6 +483,12 @@ class MongoStore(Store):
             # The writes must end within the lease: after it, another writer may
             # take the lock over.
             yield
+
+
+def _incarnation_values(incarnation: int) -> list[Any]:
+    """The stored values meaning ``incarnation`` (a document without one is incarnation 0)."""
+    condition = incarnation_condition(incarnation)
+    return list(condition["$in"]) if isinstance(condition, dict) else [condition]
 
 
 def _status_values(statuses: Collection[TaskLifecycleStatus]) -> list[str]:

@@ -155,7 +155,18 @@ class SkaldConfig(BaseSettings):
         "long after its last report (nodes report often enough to miss 4 in a row)",
     )
     task_ttl_seconds: float = Field(default=10.0, gt=0)
-    reconcile_interval: float = Field(default=30.0, gt=0)
+    reconcile_interval: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds between the node's comparisons with the store (what events "
+        "missed: starts, stops, pauses, attachments)",
+    )
+    run_dir: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SKALDS_RUN_DIR", "skalds_run_dir", "run_dir"),
+        description="where the node keeps its lock on this host (default: "
+        "$XDG_RUNTIME_DIR/skalds, else <temp dir>/skalds-<uid>)",
+    )
     load_entry_points: bool = True
     resources: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=dict,

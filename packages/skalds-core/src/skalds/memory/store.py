@@ -42,10 +42,14 @@ def status_expected(
     doc: Mapping[str, Any],
     expected: Collection[TaskLifecycleStatus] | None,
     executor: str | None = None,
+    incarnation: int | None = None,
 ) -> bool:
     """Whether a stored document's status is one of ``expected`` (``None``: any) and,
-    when ``executor`` is given, its executor is that one."""
+    when given, its executor and incarnation are those (a document written before
+    incarnations existed is incarnation 0)."""
     if executor is not None and doc.get("executor") != executor:
+        return False
+    if incarnation is not None and int(doc.get("incarnation") or 0) != incarnation:
         return False
     if expected is None:
         return True
@@ -57,12 +61,15 @@ def apply_changes(doc: Mapping[str, Any], changes: Mapping[str, Any]) -> _Doc:
 
     The whole merged document is validated once (not only the changed fields), so a
     rule spanning several fields still holds. Keys that are not Python field names
-    are ignored, as they always were here.
+    are ignored, as they always were here. A change of the attachments adds one to
+    ``attachmentsVersion`` (unless the changes set it).
 
     Raises:
         ValueError: a value the Task model refuses, or a change of the id.
     """
     merged = dict(doc)
+    if "attachments" in changes and "attachments_version" not in changes:
+        changes = {**changes, "attachments_version": Increment(1)}
     for key, value in changes.items():
         name = _STORAGE_NAMES.get(key)
         if name is None:
@@ -156,12 +163,13 @@ class MemoryStore(Store):
         *,
         expected_status: Collection[TaskLifecycleStatus] | None = None,
         expected_executor: str | None = None,
+        expected_incarnation: int | None = None,
     ) -> Task | None:
         with self._lock:
             doc = self._docs.get(task_id)
             if doc is None:
                 raise TaskNotFoundError(task_id)
-            if not status_expected(doc, expected_status, expected_executor):
+            if not status_expected(doc, expected_status, expected_executor, expected_incarnation):
                 return None
             new_doc = apply_changes(doc, changes)
             self._drop(task_id)

@@ -11,6 +11,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 from skalds.utils.time import now_ms
@@ -27,6 +28,12 @@ class TaskEvent(BaseModel):
     (each node then checks the store to see whether the task is its own). ``message``
     (optional, left out of the JSON when unset) says why, e.g. the worker's reason for
     ``UpdateFailed``; longer ones are cut to 2000 characters.
+
+    ``incarnation`` (optional, left out of the JSON when unset) is the fencing token
+    of the run the event is about (see :class:`~skalds.model.task.Task`): a node
+    ignores an event for an older run of a task. It names one task, so an event that
+    carries it has exactly one id. Events without it (the seeds') make the node read
+    the store instead.
     """
 
     model_config = ConfigDict(populate_by_name=True)
@@ -39,6 +46,7 @@ class TaskEvent(BaseModel):
     update_date_time: int = Field(default_factory=now_ms, alias="updateDateTime")
     task_ids: list[str] = Field(alias="taskIds", max_length=10_000)
     message: str | None = None
+    incarnation: int | None = Field(default=None, ge=0)
 
     @field_validator("message", mode="before")
     @classmethod
@@ -47,12 +55,20 @@ class TaskEvent(BaseModel):
             return value[: _MESSAGE_MAX - 1] + "…"
         return value
 
+    @model_validator(mode="after")
+    def _one_task_per_incarnation(self) -> TaskEvent:
+        if self.incarnation is not None and len(self.task_ids) != 1:
+            raise ValueError("an event with an incarnation names exactly one task")
+        return self
+
     @model_serializer(mode="wrap")
-    def _without_unset_message(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Events without a message keep the seed's exact JSON.
+    def _without_unset_extras(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Events without a message or incarnation keep the seed's exact JSON.
         data = handler(self)
-        if isinstance(data, dict) and data.get("message", "") is None:
-            del data["message"]
+        if isinstance(data, dict):
+            for extra in ("message", "incarnation"):
+                if extra in data and data[extra] is None:
+                    del data[extra]
         return data
 
     def model_dump_json(self, **kwargs: Any) -> str:

@@ -10,7 +10,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from skalds.utils.time import now_ms
 
@@ -85,6 +92,18 @@ class Task(BaseModel):
     ``attachments`` is the worker's parameter model. It may be given as the worker's
     pydantic model or as a plain dict (as read back from a store); nodes validate it
     against the registered worker's model before starting or updating a worker.
+
+    Fencing: ``incarnation`` numbers the task's placements on nodes. Each placement
+    (a dispatcher's Created → Assigning, a task created with an executor, the seeds'
+    ``update_executor``) adds one; the node that runs the task writes only while the
+    store still holds its own incarnation, and events carry it, so a stale node or a
+    late event cannot change a later run. ``attachments_version`` counts the changes
+    of the attachments (the store adds one with every change); the node reports the
+    version its worker applied in ``applied_attachments_version``.
+
+    ``deadline_date_time`` is the latest time the task may first start: one week after
+    creation unless given, none for persistent tasks. A task that has started once is
+    never failed by its deadline (a failover re-queue places it again).
     """
 
     model_config = ConfigDict(populate_by_name=True, validate_assignment=False)
@@ -99,8 +118,11 @@ class Task(BaseModel):
     mode: ModeEnum = ModeEnum.PASSIVE
     create_date_time: int = Field(default_factory=now_ms, alias="createDateTime")
     update_date_time: int = Field(default_factory=now_ms, alias="updateDateTime")
-    deadline_date_time: int = Field(
-        default_factory=lambda: now_ms() + _WEEK_MS, alias="deadlineDateTime"
+    deadline_date_time: int | None = Field(
+        default=None,
+        alias="deadlineDateTime",
+        description="ms; the task must first start before it (default: a week after "
+        "creation; none for persistent tasks)",
     )
     lifecycle_status: TaskLifecycleStatus = Field(
         default=TaskLifecycleStatus.CREATED, alias="lifecycleStatus"
@@ -117,6 +139,29 @@ class Task(BaseModel):
     not_before: int | None = Field(
         default=None, alias="notBefore", description="ms; do not dispatch before (retry back-off)"
     )
+    incarnation: int = Field(
+        default=0, ge=0, description="placements so far: the fencing token of the current run"
+    )
+    attachments_version: int = Field(
+        default=0, ge=0, alias="attachmentsVersion", description="changes of the attachments"
+    )
+    applied_attachments_version: int = Field(
+        default=0,
+        ge=0,
+        alias="appliedAttachmentsVersion",
+        description="the attachments version the running worker last applied",
+    )
+
+    @model_validator(mode="after")
+    def _default_deadline(self) -> Task:
+        # Only when none was given at all: an explicit null means "no deadline".
+        if (
+            self.deadline_date_time is None
+            and not self.is_persistent
+            and "deadline_date_time" not in self.model_fields_set
+        ):
+            self.deadline_date_time = self.create_date_time + _WEEK_MS
+        return self
 
     @field_validator("attachments", mode="before")
     @classmethod

@@ -24,6 +24,7 @@ from skalds.errors import (
 from skalds.model.task import ModeEnum, Task, TaskLifecycleStatus
 from skalds.node.yaml_config import YamlWorker, read_yaml_file
 from skalds.ports.runtime import WorkerOutcome
+from skalds.ports.store import Increment
 from skalds.utils.logging import logger
 
 if TYPE_CHECKING:
@@ -120,11 +121,12 @@ class EdgeRunner:
                 logger.info(
                     "%s: attachments of %r changed; updating the worker", self.path, worker.task_id
                 )
-                self.skald.store.update_task(
+                stored = self.skald.store.update_task(
                     worker.task_id,
                     {"attachments": worker.attachments, "is_persistent": worker.is_persistent},
                 )
-                self.skald.update_task(worker.task_id, worker.attachments)
+                if stored is not None:
+                    self.skald.supervisor.converge_attachments(stored)
             self.applied[worker.task_id] = worker
             return
         self.applied[worker.task_id] = worker
@@ -154,13 +156,15 @@ class EdgeRunner:
             "lifecycle_status": S.CREATED,
             "error_message": None,
         }
+        # Each launch is a new run of the task (its incarnation goes up by one).
+        placed = {**fields, "incarnation": Increment(1)}
         if store.get_task(worker.task_id) is None:
             try:
-                store.create_task(Task(id=worker.task_id, **fields))
+                store.create_task(Task(id=worker.task_id, incarnation=1, **fields))
             except SkaldsError:
-                store.update_task(worker.task_id, fields)
+                store.update_task(worker.task_id, placed)
         else:
-            store.update_task(worker.task_id, fields)
+            store.update_task(worker.task_id, placed)
         stored = store.get_task(worker.task_id)
         if stored is not None:
             self.skald.supervisor.start_task(stored, {S.CREATED})

@@ -3,31 +3,28 @@
 The store is the truth and events are hints: an assign event makes the node start the
 task only if the store says its executor is this node and its status allows it (one
 compare-and-set, which also returns the task), so a replayed or duplicated event never
-starts a task twice.
+starts a task twice; an event about an older run of a task (its ``incarnation``) is
+ignored. What each event does is :class:`~skalds.node.convergence.Convergence`'s.
 Malformed events are logged with topic/partition/offset and skipped.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from skalds.errors import SkaldsError
 from skalds.model.event import TaskEvent
-from skalds.model.task import TaskLifecycleStatus
+from skalds.node.convergence import Convergence
 from skalds.node.lanes import LaneExecutor
 from skalds.ports.event_bus import BusMessage, Topic
 from skalds.utils.logging import logger
 
-if TYPE_CHECKING:
-    from skalds.node.skald import Skald
-
 __all__ = ["NODE_TOPICS", "NodeEventHandler", "parse_task_event"]
 
-S = TaskLifecycleStatus
 NODE_TOPICS = (
     Topic.TASK_ASSIGN.value,
     Topic.TASK_CANCEL.value,
@@ -37,7 +34,8 @@ NODE_TOPICS = (
 )
 _MAX_IN_FLIGHT = 256
 """Events handed to the lanes and not done yet; past this the bus waits (back-pressure)."""
-_HANDLE_TIMEOUT = 60.0
+_QUEUE_WAIT = 5.0
+"""How long the bus waits for room; then the event is dropped and a reconcile covers it."""
 
 
 def parse_task_event(msg: BusMessage) -> TaskEvent | None:
@@ -58,22 +56,43 @@ class NodeEventHandler:
 
     It hands each task's work to that task's lane and returns without waiting, so
     one slow start (a store round trip, a fork) does not hold up the others and
-    the bus keeps flowing; at most ``_MAX_IN_FLIGHT`` are queued before it waits.
-    The message may thus be committed before its work is done: a node that dies
+    the bus keeps flowing. At most ``_MAX_IN_FLIGHT`` are queued: past that the bus
+    waits up to ``_QUEUE_WAIT`` seconds for room, then the event is dropped, said so
+    in the log (and counted in :attr:`dropped`), and the node reconciles with the
+    store at once, which does what the event asked (the store holds it). The
+    message may thus be committed before its work is done: a node that dies
     meanwhile finds that work in the store when it starts again (its reconcile),
     as with any lost event.
+
+    Args:
+        node_id: this node's id (events for another recipient are skipped).
+        mode: this node's mode (only ``node`` mode takes ``task.assign``).
+        actions: what the events do.
+        executor: the node's lanes.
+        on_overflow: called when an event was dropped (the node's reconcile).
     """
 
-    def __init__(self, skald: Skald, executor: LaneExecutor) -> None:
-        self.skald = skald
+    def __init__(
+        self,
+        node_id: str,
+        mode: str,
+        actions: Convergence,
+        executor: LaneExecutor,
+        on_overflow: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.node_id = node_id
+        self.mode = mode
         self.executor = executor
+        self.on_overflow = on_overflow
+        self.dropped = 0
+        self._last_drop_log = 0.0
         self._in_flight = threading.BoundedSemaphore(_MAX_IN_FLIGHT)
-        self._by_topic: dict[str, Callable[[str], object]] = {
-            Topic.TASK_ASSIGN.value: self._assign,
-            Topic.TASK_CANCEL.value: skald.cancel_task,
-            Topic.TASK_UPDATE_ATTACHMENT.value: self._update,
-            Topic.TASK_PAUSE.value: skald.pause_task,
-            Topic.TASK_RESUME.value: skald.resume_task,
+        self._by_topic: dict[str, Callable[[str, int | None], object]] = {
+            Topic.TASK_ASSIGN.value: actions.assign,
+            Topic.TASK_CANCEL.value: actions.cancel,
+            Topic.TASK_UPDATE_ATTACHMENT.value: actions.attachments_changed,
+            Topic.TASK_PAUSE.value: lambda task_id, inc: actions.pause(task_id, True, inc),
+            Topic.TASK_RESUME.value: lambda task_id, inc: actions.pause(task_id, False, inc),
         }
 
     def __call__(self, msg: BusMessage) -> None:
@@ -81,36 +100,46 @@ class NodeEventHandler:
         event = parse_task_event(msg) if action else None
         if action is None or event is None:
             return
-        if event.recipient and event.recipient != self.skald.skald_id:
+        if event.recipient and event.recipient != self.node_id:
             return
-        if msg.topic == Topic.TASK_ASSIGN.value and self.skald.config.skald_mode != "node":
+        if msg.topic == Topic.TASK_ASSIGN.value and self.mode != "node":
             return
         for task_id in event.task_ids:
-            if not self._in_flight.acquire(timeout=_HANDLE_TIMEOUT):
-                raise TimeoutError(
-                    f"node {self.skald.skald_id}: {_MAX_IN_FLIGHT} events still being "
-                    f"handled after {_HANDLE_TIMEOUT:g} s"
-                )
-            future = self.executor.submit_for(task_id, self._one, action, task_id, msg)
+            if not self._in_flight.acquire(timeout=_QUEUE_WAIT):
+                self._drop(msg, task_id)
+                continue
+            future = self.executor.submit_for(
+                task_id, self._one, action, task_id, event.incarnation, msg
+            )
             future.add_done_callback(lambda _: self._in_flight.release())
 
+    def _drop(self, msg: BusMessage, task_id: str) -> None:
+        self.dropped += 1
+        now = time.monotonic()
+        if now - self._last_drop_log > 10.0:
+            self._last_drop_log = now
+            logger.warning(
+                "node %s: %d events queued for %g s; dropped the event at %s for task %s "
+                "(%d dropped so far); reconciling with the store, which holds what they ask",
+                self.node_id,
+                _MAX_IN_FLIGHT,
+                _QUEUE_WAIT,
+                msg.where(),
+                task_id,
+                self.dropped,
+            )
+        self.on_overflow()
+
     @staticmethod
-    def _one(action: Callable[[str], object], task_id: str, msg: BusMessage) -> None:
+    def _one(
+        action: Callable[[str, int | None], object],
+        task_id: str,
+        incarnation: int | None,
+        msg: BusMessage,
+    ) -> None:
         try:
-            action(task_id)
+            action(task_id, incarnation)
         except SkaldsError as exc:
             logger.warning("event at %s for task %s: %s", msg.where(), task_id, exc)
         except Exception:
             logger.exception("event at %s for task %s failed", msg.where(), task_id)
-
-    def _assign(self, task_id: str) -> None:
-        self.skald.supervisor.start_assigned(task_id)
-
-    def _update(self, task_id: str) -> None:
-        if task_id not in self.skald.supervisor.tasks:
-            return
-        task = self.skald.store.get_task(task_id)
-        if task is None:
-            logger.warning("task.update.attachment for %s, which is not in the store", task_id)
-            return
-        self.skald.update_task(task_id, task.attachments_dict())

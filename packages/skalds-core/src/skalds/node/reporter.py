@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -38,8 +39,15 @@ class NodeReporter:
         registry: WorkerRegistry,
         supervisor: TaskSupervisor,
         cache: Cache,
+        on_gap: Callable[[float], None] = lambda seconds: None,
     ) -> None:
+        """Args:
+        on_gap: called with the seconds this node did not run (its reports stopped
+            for longer than its TTL: it was stopped, suspended or starved), after
+            which the controllers may have moved its tasks.
+        """
         self.config = config
+        self.on_gap = on_gap
         self.registry = registry
         self.supervisor = supervisor
         self.cache = cache
@@ -67,7 +75,13 @@ class NodeReporter:
 
     def _loop(self) -> None:
         failing = False
-        while not self._stop.wait(self.config.report_interval):
+        interval = self.config.report_interval
+        last = time.monotonic()
+        while not self._stop.wait(interval):
+            now = time.monotonic()
+            if now - last > interval + self.config.node_ttl_seconds:
+                self.on_gap(now - last - interval)
+            last = now
             try:
                 self.report_once()
                 if failing:
@@ -110,6 +124,8 @@ class NodeReporter:
                     "status": t.status.value,
                     "pid": t.pid,
                     "heartbeat": t.heartbeat,
+                    "incarnation": t.incarnation,
+                    "attachmentsVersion": t.applied_version,
                     "startedAt": t.started_ms,
                     "logFile": self._log_file(t.task_id),
                 }

@@ -24,7 +24,7 @@ import pluggy
 
 from skalds.config.skald_config import SkaldConfig
 from skalds.errors import BackendUnavailableError, ConfigError, SkaldsError
-from skalds.model.task import ACTIVE_STATUSES, TaskLifecycleStatus
+from skalds.node.convergence import Convergence
 from skalds.node.edge import EdgeRunner
 from skalds.node.events import NODE_TOPICS, NodeEventHandler
 from skalds.node.lanes import DEFAULT_LANES, LaneExecutor
@@ -35,19 +35,20 @@ from skalds.plugins import Backends, make_backends, make_plugin_manager, unreach
 from skalds.ports.cache import Cache
 from skalds.ports.event_bus import EventBus
 from skalds.ports.runtime import WorkerListener, WorkerOutcome
-from skalds.ports.store import Store, TaskQuery
+from skalds.ports.store import Store
 from skalds.shared_subscription import SharedSubscription
 from skalds.utils.logging import configure_logging, logger
 from skalds.worker.registry import WorkerRegistry
 
 __all__ = ["Skald", "Skalds"]
 
-S = TaskLifecycleStatus
 W = TypeVar("W", bound=type)
 _HEALTH_CHECK_SECONDS = 2.0
 _SUBSCRIBE_WAIT_SECONDS = 60.0
 """How long start() waits for the node's bus subscription (a Kafka group join)."""
 _MAX_CONNECT_BACKOFF = 30.0
+_RECONCILE_WAIT_SECONDS = 60.0
+"""How long a reconcile waits for its fixes (each on its task's lane) before it goes on."""
 
 
 class _ListenerRelay:
@@ -96,12 +97,14 @@ class Skald:
         self.registry = WorkerRegistry()
         self._backends = backends
         self._supervisor: TaskSupervisor | None = None
+        self._convergence: Convergence | None = None
         self._executor: LaneExecutor | None = None
         self._reporter: NodeReporter | None = None
         self._edge: EdgeRunner | None = None
         self._events: SharedSubscription | None = None
         self._shared_topics: tuple[str, ...] = ()
         self._reconcile_stop = threading.Event()
+        self._reconcile_now = threading.Event()
         self._reconcile_thread: threading.Thread | None = None
         self._started = False
         self._plugins_loaded = False
@@ -216,17 +219,34 @@ class Skald:
             raise SkaldsError("the node is not started")
         return self._supervisor
 
+    @property
+    def convergence(self) -> Convergence:
+        if self._convergence is None:
+            raise SkaldsError("the node is not started")
+        return self._convergence
+
     # -- running --------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run until SIGINT/SIGTERM (single_process: until the task ends); return an exit code."""
+        """Run until SIGINT/SIGTERM (single_process: until the task ends); return an exit code.
+
+        In single_process mode a task that did not finish ends the process: 1 when it
+        failed, 2 when the YAML file or the worker cannot be used (``SystemExit``), so
+        a script ending in ``app.run()`` exits with the task's code; 0 is returned.
+        """
         configure_logging(self.config.log_level, self.config.skald_id)
         if self.config.skald_mode == "single_process":
-            self._load_plugin_workers()
-            if not self.config.yaml_file:
-                logger.error("single_process mode needs yaml_file (YAML_FILE)")
-                return 2
-            return run_single_process(
+            return self._run_single_process()
+        return self._run_node()
+
+    def _run_single_process(self) -> int:
+        """single_process mode; the process exits with the task's code (see :meth:`run`)."""
+        self._load_plugin_workers()
+        if not self.config.yaml_file:
+            logger.error("single_process mode needs yaml_file (YAML_FILE)")
+            code = 2
+        else:
+            code = run_single_process(
                 self.config.yaml_file,
                 self.registry,
                 skald_id=self.skald_id,
@@ -235,6 +255,13 @@ class Skald:
                 rotation_mb=self.config.log_rotation_mb,
                 retention=self.config.log_retention,
             )
+        if code != 0:
+            # The seeds end their script with a bare ``app.run()``: a failed job must
+            # still end the process with its code (a Kubernetes Job sees the failure).
+            raise SystemExit(code)
+        return code
+
+    def _run_node(self) -> int:
         stop = self._stop_event
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -293,6 +320,7 @@ class Skald:
         relay.target = supervisor
         supervisor.runtime = runtime
         self._supervisor = supervisor
+        self._convergence = Convergence(cfg.skald_id, backends.store, supervisor, self._executor)
         self._started = True
         logger.info(
             "skald %s starting in %s mode; workers: %s",
@@ -300,7 +328,9 @@ class Skald:
             cfg.skald_mode,
             ", ".join(self.registry.names()) or "none",
         )
-        self._reporter = NodeReporter(cfg, self.registry, supervisor, backends.cache)
+        self._reporter = NodeReporter(
+            cfg, self.registry, supervisor, backends.cache, on_gap=self._woke_from_gap
+        )
         try:
             self._reporter.start()
         except Exception as exc:
@@ -309,15 +339,20 @@ class Skald:
         self._events = SharedSubscription(
             backends.event_bus, f"skalds-node-{cfg.skald_id}", topics, name=f"node {cfg.skald_id}"
         )
-        self._events.follow(
-            NODE_TOPICS, NodeEventHandler(self, self._executor), wait=_SUBSCRIBE_WAIT_SECONDS
+        handler = NodeEventHandler(
+            cfg.skald_id,
+            cfg.skald_mode,
+            self._convergence,
+            self._executor,
+            on_overflow=self.request_reconcile,
         )
+        self._events.follow(NODE_TOPICS, handler, wait=_SUBSCRIBE_WAIT_SECONDS)
         if cfg.skald_mode == "edge":
             assert cfg.yaml_file is not None
             self._edge = EdgeRunner(self, cfg.yaml_file, self._executor)
             self._edge.start()
         else:
-            self._executor.submit(self.reconcile, True).result()
+            self.reconcile(at_start=True)
             self._reconcile_thread = threading.Thread(
                 target=self._reconcile_loop, name="skalds-reconcile", daemon=True
             )
@@ -337,6 +372,7 @@ class Skald:
             return
         self._started = False
         self._reconcile_stop.set()
+        self._reconcile_now.set()
         if self._edge is not None:
             self._edge.stop()
         if self._events is not None:
@@ -353,13 +389,29 @@ class Skald:
 
     # -- reconcile --------------------------------------------------------------------
 
+    def request_reconcile(self) -> None:
+        """Reconcile with the store as soon as possible (events were dropped, say)."""
+        self._reconcile_now.set()
+
+    def _woke_from_gap(self, seconds: float) -> None:
+        logger.warning(
+            "node %s did not run for %.1f s (stopped, suspended or starved): its tasks may "
+            "have moved meanwhile; reconciling with the store now",
+            self.skald_id,
+            seconds,
+        )
+        self.request_reconcile()
+
     def _reconcile_loop(self) -> None:
-        """Reconcile every ``reconcile_interval``, and at once when a backend comes back."""
+        """Reconcile every ``reconcile_interval``, at once when a backend comes back, and
+        when asked (:meth:`request_reconcile`)."""
         last = time.monotonic()
         was_healthy = True
         step = min(_HEALTH_CHECK_SECONDS, self.config.reconcile_interval)
-        while not self._reconcile_stop.wait(step):
-            if self._executor is None:
+        while not self._reconcile_stop.is_set():
+            asked = self._reconcile_now.wait(step)
+            self._reconcile_now.clear()
+            if self._reconcile_stop.is_set() or self._executor is None:
                 return
             healthy = self._backends_healthy()
             recovered = healthy and not was_healthy
@@ -367,13 +419,11 @@ class Skald:
                 logger.info("backends reachable again; reconciling with the store")
             was_healthy = healthy
             due = time.monotonic() - last >= self.config.reconcile_interval
-            if not healthy or not (recovered or due):
+            if not healthy or not (recovered or due or asked):
                 continue
             last = time.monotonic()
             try:
-                self._executor.submit(self.reconcile, False).result()
-            except RuntimeError:
-                return  # executor shut down
+                self.reconcile()
             except Exception:
                 logger.exception("periodic reconcile failed")
 
@@ -392,83 +442,74 @@ class Skald:
         return not down
 
     def reconcile(self, at_start: bool = False) -> None:
-        """Bring local processes in line with the store (the truth).
+        """Bring local processes in line with the store (the truth), and wait for it.
 
         Tasks of this node that the store says should run are started (at start also
         those marked Running/Paused: their processes died with the old node); local
-        processes of tasks the store says are over, or moved elsewhere, are stopped.
+        runs the store no longer wants here (over, moved elsewhere, or replaced by a
+        later run) are stopped; paused or resumed as the store says; and sent the
+        stored attachments when behind. See :mod:`skalds.node.convergence`.
         """
-        supervisor = self.supervisor
-        if not supervisor.flush_unsaved():
-            return
-        try:
-            mine = self.store.list_tasks(
-                TaskQuery(executor=self.skald_id, statuses=ACTIVE_STATUSES)
-            )
-        except Exception as exc:
-            logger.error("reconcile: cannot read the store: %s", exc)
-            return
-        for task in mine:
-            if task.id in supervisor.tasks or task.id in supervisor.unsaved_final:
-                continue
-            if task.lifecycle_status in (S.CREATED, S.ASSIGNING) or at_start:
-                logger.info(
-                    "reconcile: starting task %s (%s in the store)",
-                    task.id,
-                    task.lifecycle_status.value,
-                )
-                supervisor.start_task(task, ACTIVE_STATUSES)
-            else:
+        fixes = self.convergence.reconcile(at_start)
+        deadline = time.monotonic() + _RECONCILE_WAIT_SECONDS
+        for fix in fixes:
+            try:
+                fix.result(timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
                 logger.warning(
-                    "reconcile: task %s is %s here in the store but has no process; restarting it",
-                    task.id,
-                    task.lifecycle_status.value,
+                    "reconcile: %d fixes still queued after %.0f s; going on without them",
+                    sum(not f.done() for f in fixes),
+                    _RECONCILE_WAIT_SECONDS,
                 )
-                supervisor.start_task(task, {S.RUNNING, S.PAUSED})
-        for task_id in list(supervisor.tasks):
-            stored = self.store.get_task(task_id)
-            if (
-                stored is None
-                or stored.lifecycle_status.is_final
-                or stored.executor != self.skald_id
-            ):
-                why = (
-                    "gone from the store"
-                    if stored is None
-                    else f"{stored.lifecycle_status.value}, executor {stored.executor}"
-                )
-                logger.info("reconcile: stopping task %s (%s)", task_id, why)
-                supervisor.cancel(task_id)
+                return
+            except Exception:
+                logger.exception("reconcile: a fix failed")
 
     # -- task control -------------------------------------------------------------------
 
-    def cancel_task(self, task_id: str) -> bool:
-        """Cancel ``task_id``: stop its process if it runs here, mark it Cancelled in the store."""
-        running = self.supervisor.cancel(task_id)
-        task = self.store.get_task(task_id)
-        if (
-            task is not None
-            and not task.lifecycle_status.is_final
-            and (running or task.executor == self.skald_id)
-        ):
-            self.store.update_task(
-                task_id, {"lifecycle_status": S.CANCELLED}, expected_status=ACTIVE_STATUSES
-            )
-        return running
+    def cancel_task(self, task_id: str, incarnation: int | None = None) -> bool:
+        """Cancel ``task_id``: stop its process if it runs here, mark it Cancelled in the store.
+
+        Args:
+            incarnation: the run to cancel (a later run here is left alone).
+        """
+        return self.convergence.cancel(task_id, incarnation)
 
     def update_task(self, task_id: str, attachments: Any) -> int:
-        """Send new attachments to a running task (validated first); return the update number."""
-        seq = self.supervisor.update(task_id, attachments)
-        logger.info("task %s: update %d sent to the worker", task_id, seq)
+        """Store new attachments for a task running here and send them; return the update number.
+
+        The attachments are validated first (an invalid change is refused, nothing is
+        stored); the store adds one to the task's attachments version, and the worker
+        gets that version (a paused worker once it resumes).
+
+        Raises:
+            SkaldsError: the task does not run here.
+            AttachmentValidationError: names the fields; the worker keeps its parameters.
+        """
+        local = self.supervisor.local(task_id)
+        if local is None:
+            raise SkaldsError(f"task {task_id!r} is not running on node {self.skald_id}")
+        data = self.registry.get(local.class_name).cls.validate_attachments(attachments, task_id)
+        dumped = data.model_dump(mode="json", by_alias=True)
+        stored = self.store.update_task(task_id, {"attachments": dumped})
+        if stored is None:  # pragma: no cover - no condition was given
+            raise SkaldsError(f"task {task_id!r} could not be updated")
+        seq = self.supervisor.update(task_id, dumped, stored.attachments_version)
+        logger.info(
+            "task %s: update %d (attachments version %d) sent to the worker",
+            task_id,
+            seq,
+            stored.attachments_version,
+        )
         return seq
 
-    def pause_task(self, task_id: str) -> bool:
+    def pause_task(self, task_id: str, incarnation: int | None = None) -> bool:
         """Pause a running task (its whole process group stops being scheduled)."""
-        return self.supervisor.set_paused(task_id, True)
+        return self.convergence.pause(task_id, True, incarnation)
 
-    def resume_task(self, task_id: str) -> bool:
+    def resume_task(self, task_id: str, incarnation: int | None = None) -> bool:
         """Resume a paused task."""
-        return self.supervisor.set_paused(task_id, False)
+        return self.convergence.pause(task_id, False, incarnation)
 
 
 Skalds = Skald

@@ -1,17 +1,21 @@
-"""What a node knows about its tasks, and how it records their lives.
+"""What a node knows about its tasks: the table of local runs, and how they change.
 
-:class:`TaskSupervisor` starts tasks through the worker runtime, receives the
-runtime's reports (it is the runtime's :class:`~skalds.ports.runtime.WorkerListener`)
-and writes the outcome to the store (compare-and-set), the cache (seed keys) and the
-``taskworker.update`` topic. Reports arrive on the runtime's thread and are handed to
-the node's lanes (:mod:`skalds.node.lanes`), so store writes never hold up the
-supervisor loop, happen in order with everything else about the same task, and
-several tasks' writes overlap.
+:class:`TaskSupervisor` starts tasks through the worker runtime, controls them
+(cancel, pause, attachments) and receives the runtime's reports (it is the runtime's
+:class:`~skalds.ports.runtime.WorkerListener`); :class:`~skalds.node.outcomes.Outcomes`
+writes what happened. Reports arrive on the runtime's thread and are handed to the
+node's lanes (:mod:`skalds.node.lanes`), so store writes never hold up the runtime's
+loop, happen in order with everything else about the same task, and several tasks'
+writes overlap.
+
+Each local task is one *run*: the incarnation the store gave the task when this node
+started it. Everything the node writes names that run, and an event about an older
+run is ignored; a newer run placed here while the old one still stops starts once it
+is gone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -27,13 +31,10 @@ from skalds.errors import (
     TaskNotFoundError,
     UnknownWorkerError,
 )
-from skalds.model.event import TaskEvent
-from skalds.model.task import ACTIVE_STATUSES, Task, TaskLifecycleStatus
-from skalds.node import keys
+from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.node.lanes import LaneExecutor
+from skalds.node.outcomes import Outcomes, Run
 from skalds.plugins import Backends
-from skalds.ports.cache import CacheOp, Delete, Set
-from skalds.ports.event_bus import Topic
 from skalds.ports.runtime import WorkerOutcome, WorkerRuntime, WorkerSpec
 from skalds.ports.store import Increment
 from skalds.utils.logging import logger, worker_log_path
@@ -43,17 +44,11 @@ from skalds.worker.registry import WorkerRegistry
 __all__ = ["LocalTask", "TaskSupervisor"]
 
 S = TaskLifecycleStatus
-_FINAL_BEAT = {
-    S.FINISHED: keys.HEARTBEAT_FINISHED,
-    S.FAILED: keys.HEARTBEAT_FAILED,
-    S.CANCELLED: keys.HEARTBEAT_CANCELLED,
-}
-_FINAL_TTL = 3600.0
 
 
 @dataclass
 class LocalTask:
-    """A task whose process this node runs (or is starting)."""
+    """A task whose process this node runs (or is starting): one run of it."""
 
     task_id: str
     class_name: str
@@ -68,6 +63,14 @@ class LocalTask:
     ready: threading.Event = field(default_factory=threading.Event)
     updates: dict[int, str | None] = field(default_factory=dict)
     update_events: dict[int, threading.Event] = field(default_factory=dict)
+    incarnation: int = 0
+    """The run: the task's incarnation when this node started it."""
+    sent_version: int = 0
+    """The attachments version last handed to the worker (held while paused included)."""
+    applied_version: int = 0
+    """The attachments version the worker confirmed it applied."""
+    update_versions: dict[int, int] = field(default_factory=dict)
+    """Update number → attachments version, until the worker answers."""
 
 
 class TaskSupervisor:
@@ -86,44 +89,83 @@ class TaskSupervisor:
         self.registry = registry
         self.backends = backends
         self.executor = executor
-        self.hook = hook
+        self.outcomes = Outcomes(config.skald_id, backends, hook)
         self.runtime: WorkerRuntime | None = None
         self.tasks: dict[str, LocalTask] = {}
         self._starting: set[str] = set()  # holding a place while their start is under way
+        self._start_after_exit: set[str] = set()  # a newer run waits for the old one to end
         self.lock = threading.RLock()
         self._ended = threading.Condition(self.lock)
         self.on_task_ended: list[Callable[[str, WorkerOutcome], None]] = []
         self.shutting_down = False
-        self.unsaved_final: dict[str, tuple[TaskLifecycleStatus, str | None]] = {}
+
+    @property
+    def unsaved_final(self) -> list[str]:
+        """Tasks whose end waits for the store to come back."""
+        return self.outcomes.unsaved_ids
+
+    def local(self, task_id: str) -> LocalTask | None:
+        """The local run of ``task_id``, if this node runs (or starts) one."""
+        with self.lock:
+            return self.tasks.get(task_id)
+
+    def run_of(self, local: LocalTask) -> Run:
+        return Run(local.task_id, self.skald_id, local.incarnation)
 
     # -- starting ------------------------------------------------------------------
 
     def start_task(self, task: Task, from_statuses: Collection[TaskLifecycleStatus]) -> bool:
-        """Move ``task`` to Running (compare-and-set from ``from_statuses``) and start it.
+        """Move ``task`` (as read, this node's) to Running from ``from_statuses`` and start it.
 
-        Returns False, with the reason logged and, where it is final, stored on the task
-        (unknown className, invalid attachments), when the task does not start.
+        The compare-and-set holds the run read (executor and incarnation), so a task
+        moved since is left alone. Returns False, with the reason logged and, where it
+        is final, stored on the task (unknown className, invalid attachments), when
+        the task does not start.
         """
         return self._in_place(
-            task.id, task.lifecycle_status.value, lambda: self._start(task, from_statuses)
+            task.id,
+            task.incarnation,
+            task.lifecycle_status.value,
+            lambda: self._start(task, from_statuses),
         )
 
-    def start_assigned(self, task_id: str) -> bool:
+    def start_assigned(self, task_id: str, incarnation: int | None = None) -> bool:
         """Start a task assigned to this node (Created or Assigning, executor = this node).
 
         One compare-and-set moves it to Running, counts the attempt and returns the
         task, so the node does not read it first: the store, not the event, decides
-        whether it starts. A task whose class or attachments this node refuses goes on
-        to Failed, its attempt uncounted (nothing ran, so no retry is due).
+        whether it starts. With ``incarnation`` (from the event) only that run starts.
+        A task whose class or attachments this node refuses goes on to Failed, its
+        attempt uncounted (nothing ran, so no retry is due).
         """
-        return self._in_place(task_id, "assigned", lambda: self._start_assigned(task_id))
+        return self._in_place(
+            task_id, incarnation, "assigned", lambda: self._start_assigned(task_id, incarnation)
+        )
 
-    def _in_place(self, task_id: str, status: str, start: Callable[[], bool]) -> bool:
+    def _in_place(
+        self, task_id: str, incarnation: int | None, status: str, start: Callable[[], bool]
+    ) -> bool:
         """Run ``start`` holding a place among ``max_workers``, unless there is none."""
         assert self.runtime is not None
         with self.lock:
-            if task_id in self.tasks or task_id in self._starting:
-                logger.debug("task %s already runs here; ignoring a second start", task_id)
+            local = self.tasks.get(task_id)
+            if local is not None:
+                if local.cancel_requested or (
+                    incarnation is not None and incarnation > local.incarnation
+                ):
+                    # a newer run: it starts once the old one is gone (see _after_exit)
+                    self._start_after_exit.add(task_id)
+                    logger.info(
+                        "task %s: run %s waits for run %d to stop here",
+                        task_id,
+                        incarnation if incarnation is not None else "(new)",
+                        local.incarnation,
+                    )
+                else:
+                    logger.debug("task %s already runs here; ignoring a second start", task_id)
+                return False
+            if task_id in self._starting:
+                logger.debug("task %s is starting here; ignoring a second start", task_id)
                 return False
             if len(self.tasks) + len(self._starting) >= self.config.max_workers:
                 logger.warning(
@@ -142,32 +184,32 @@ class TaskSupervisor:
                 self._starting.discard(task_id)
 
     def _start(self, task: Task, from_statuses: Collection[TaskLifecycleStatus]) -> bool:
+        run = Run(task.id, self.skald_id, task.incarnation)
         try:
             attachments = self._checked_attachments(task)
         except (UnknownWorkerError, AttachmentValidationError) as exc:
             logger.error("task %s cannot start: %s", task.id, exc)
-            self._fail_in_store(task.id, from_statuses, str(exc))
+            self.outcomes.fail_start(run, from_statuses, str(exc))
             return False
-        moved = self.backends.store.update_task(
-            task.id,
+        moved = self.outcomes.write(
+            run,
             {
                 "lifecycle_status": S.RUNNING,
-                "executor": self.skald_id,
                 "error_message": None,
-                "attempts": task.attempts + 1,
+                "attempts": Increment(1),
             },
-            expected_status=from_statuses,
+            from_statuses,
         )
         if moved is None:
             logger.info(
-                "task %s was not startable (already taken or not in %s)",
+                "task %s was not startable (moved, or not in %s here any more)",
                 task.id,
                 sorted(s.value for s in from_statuses),
             )
             return False
         return self._launch(moved, attachments)
 
-    def _start_assigned(self, task_id: str) -> bool:
+    def _start_assigned(self, task_id: str, incarnation: int | None) -> bool:
         try:
             moved = self.backends.store.update_task(
                 task_id,
@@ -178,22 +220,25 @@ class TaskSupervisor:
                 },
                 expected_status={S.CREATED, S.ASSIGNING},
                 expected_executor=self.skald_id,
+                expected_incarnation=incarnation,
             )
         except TaskNotFoundError:
             logger.warning("task.assign for unknown task %s (not in the store); skipped", task_id)
             return False
         if moved is None:
             logger.info(
-                "task %s was not startable here (not Created/Assigning on %s any more)",
+                "task %s was not startable here (not Created/Assigning on %s%s any more)",
                 task_id,
                 self.skald_id,
+                "" if incarnation is None else f" in run {incarnation}",
             )
             return False
         try:
             attachments = self._checked_attachments(moved)
         except (UnknownWorkerError, AttachmentValidationError) as exc:
             logger.error("task %s cannot start: %s", task_id, exc)
-            self._fail_in_store(task_id, {S.RUNNING}, str(exc), attempts=moved.attempts - 1)
+            run = Run(task_id, self.skald_id, moved.incarnation)
+            self.outcomes.fail_start(run, {S.RUNNING}, str(exc), attempts=moved.attempts - 1)
             return False
         return self._launch(moved, attachments)
 
@@ -212,7 +257,16 @@ class TaskSupervisor:
     def _launch(self, task: Task, attachments: dict[str, Any]) -> bool:
         """Start the process of ``task``, which the store now says runs here."""
         assert self.runtime is not None
-        local = LocalTask(task.id, task.class_name, attachments, task.is_persistent)
+        version = task.attachments_version
+        local = LocalTask(
+            task.id,
+            task.class_name,
+            attachments,
+            task.is_persistent,
+            incarnation=task.incarnation,
+            sent_version=version,
+            applied_version=version,
+        )
         with self.lock:
             self.tasks[task.id] = local
             self._starting.discard(task.id)  # its place now counts in self.tasks
@@ -224,7 +278,11 @@ class TaskSupervisor:
             task.class_name,
             attachments,
             log_file,
-            {"dependencies": task.dependencies or []},
+            {
+                "dependencies": task.dependencies or [],
+                "incarnation": task.incarnation,
+                "attachments_version": version,
+            },
         )
         try:
             local.pid = self.runtime.spawn(spec)
@@ -234,35 +292,16 @@ class TaskSupervisor:
                 self._ended.notify_all()
             local.ready.set()
             logger.error("task %s could not be started: %s", task.id, exc)
-            self._fail_in_store(task.id, {S.RUNNING}, f"could not start process: {exc}")
+            self.outcomes.fail_start(
+                self.run_of(local), {S.RUNNING}, f"could not start process: {exc}"
+            )
             return False
         local.ready.set()
         logger.info("task %s (%s) started, pid %s", task.id, task.class_name, local.pid)
-        self._status_changed(task.id, S.RUNNING, None)
+        self.outcomes.status_changed(task.id, S.RUNNING, None)
+        if task.applied_attachments_version != version:
+            self._record_applied(local, version)
         return True
-
-    def _fail_in_store(
-        self,
-        task_id: str,
-        from_statuses: Collection[TaskLifecycleStatus],
-        reason: str,
-        **changes: Any,
-    ) -> None:
-        with contextlib.suppress(TaskNotFoundError):
-            self.backends.store.update_task(
-                task_id,
-                {"lifecycle_status": S.FAILED, "error_message": reason, **changes},
-                expected_status=from_statuses,
-            )
-        self.backends.cache.apply(
-            [
-                Set(keys.task_heartbeat(task_id), str(keys.HEARTBEAT_FAILED), _FINAL_TTL),
-                Set(keys.task_has_error(task_id), "true", _FINAL_TTL),
-                Set(keys.task_exception(task_id), reason, _FINAL_TTL),
-                Set(keys.task_status(task_id), S.FAILED.value, _FINAL_TTL),
-            ]
-        )
-        self._status_changed(task_id, S.FAILED, reason)
 
     # -- control -------------------------------------------------------------------
 
@@ -275,11 +314,23 @@ class TaskSupervisor:
         with self.lock:
             return self.tasks.get(task_id)
 
-    def cancel(self, task_id: str) -> bool:
-        """Cancel a local task (SIGTERM, grace, SIGKILL); False when it does not run here."""
+    def cancel(self, task_id: str, incarnation: int | None = None) -> bool:
+        """Stop the local run (SIGTERM, grace, SIGKILL); False when none runs here.
+
+        With ``incarnation``, a local run newer than that one is left alone (the cancel
+        was about an earlier run).
+        """
         assert self.runtime is not None
         local = self._ready(task_id)
         if local is None:
+            return False
+        if incarnation is not None and local.incarnation > incarnation:
+            logger.debug(
+                "task %s: ignoring a cancel of run %d (run %d runs here)",
+                task_id,
+                incarnation,
+                local.incarnation,
+            )
             return False
         local.cancel_requested = True
         try:
@@ -289,8 +340,10 @@ class TaskSupervisor:
         logger.info("task %s: cancel requested", task_id)
         return True
 
-    def update(self, task_id: str, attachments: Any) -> int:
-        """Validate and forward new attachments to a running task; return the update's number.
+    def update(self, task_id: str, attachments: Any, version: int) -> int:
+        """Validate and send ``version`` of the attachments to the local run; return its number.
+
+        Never blocks on the worker: a paused one gets them when it resumes.
 
         Raises:
             SkaldsError: the task does not run here.
@@ -303,11 +356,38 @@ class TaskSupervisor:
         entry = self.registry.get(local.class_name)
         data = entry.cls.validate_attachments(attachments, task_id)
         dumped = data.model_dump(mode="json", by_alias=True)
-        seq = self.runtime.send_update(task_id, dumped)
+        seq = self.runtime.send_update(task_id, dumped, version)
         with self.lock:
             local.attachments = dumped
+            local.sent_version = max(local.sent_version, version)
+            local.update_versions[seq] = version
             local.update_events.setdefault(seq, threading.Event())
         return seq
+
+    def converge_attachments(self, stored: Task) -> int | None:
+        """Send the stored attachments if the local run has not been sent that version.
+
+        Returns the update's number, ``None`` when nothing was sent (up to date, not
+        this run, or refused: then the reason is logged and told as ``UpdateFailed``).
+        """
+        local = self._ready(stored.id)
+        if local is None or not self._same_run(local, stored):
+            return None
+        if stored.attachments_version <= local.sent_version:
+            return None
+        version = stored.attachments_version
+        try:
+            return self.update(stored.id, stored.attachments_dict(), version)
+        except AttachmentValidationError as exc:
+            with self.lock:
+                local.sent_version = max(local.sent_version, version)  # not again
+            logger.error("task %s: attachments version %d refused: %s", stored.id, version, exc)
+            self.outcomes.publish(
+                stored.id, "UpdateFailed", f"{stored.id}:version:{version}", message=str(exc)
+            )
+        except SkaldsError:
+            pass  # it ended meanwhile
+        return None
 
     def wait_update(self, task_id: str, seq: int, timeout: float) -> tuple[bool, str | None]:
         """Wait until the worker applied update ``seq``: (applied, error)."""
@@ -320,25 +400,35 @@ class TaskSupervisor:
             return False, "the worker did not confirm the update in time"
         return True, local.updates.get(seq)
 
-    def set_paused(self, task_id: str, paused: bool) -> bool:
-        """Pause or resume a local task; False when it does not run here or is not in that state."""
+    def set_paused(
+        self, task_id: str, paused: bool, *, incarnation: int | None = None, write: bool = True
+    ) -> bool:
+        """Pause or resume the local run; False when none runs here or it is in that state.
+
+        Args:
+            incarnation: only if the local run is this one.
+            write: also record the status in the store (from the other one, fenced to
+                the run); ``False`` when the store already holds it.
+        """
         assert self.runtime is not None
         want_from, want_to = (S.RUNNING, S.PAUSED) if paused else (S.PAUSED, S.RUNNING)
         self._ready(task_id)
         with self.lock:
             local = self.tasks.get(task_id)
-            if local is None or local.status is not want_from:
+            if local is None or local.status is not want_from or local.cancel_requested:
+                return False
+            if incarnation is not None and local.incarnation != incarnation:
                 return False
             self.runtime.set_paused(task_id, paused)
             local.status = want_to
             local.last_beat = time.monotonic()
-        self.backends.store.update_task(
-            task_id, {"lifecycle_status": want_to}, expected_status={want_from}
-        )
-        self.backends.cache.set(
-            keys.task_status(task_id), want_to.value, self.config.task_ttl_seconds
-        )
-        self._status_changed(task_id, want_to, None)
+        if write:
+            try:
+                self.outcomes.write(self.run_of(local), {"lifecycle_status": want_to}, {want_from})
+            except Exception as exc:
+                logger.warning("task %s: could not record %s: %s", task_id, want_to.value, exc)
+        self.outcomes.live_status(task_id, want_to, self.config.task_ttl_seconds)
+        self.outcomes.status_changed(task_id, want_to, None)
         logger.info("task %s %s", task_id, "paused" if paused else "resumed")
         return True
 
@@ -352,6 +442,9 @@ class TaskSupervisor:
                     return False
                 self._ended.wait(left)
         return True
+
+    def _same_run(self, local: LocalTask, stored: Task) -> bool:
+        return stored.executor == self.skald_id and stored.incarnation == local.incarnation
 
     # -- runtime reports (runtime thread) -------------------------------------------
 
@@ -375,20 +468,36 @@ class TaskSupervisor:
                 return
             local.updates[seq] = error
             event = local.update_events.setdefault(seq, threading.Event())
+            version = local.update_versions.pop(seq, None)
+            newer = error is None and version is not None and version > local.applied_version
+            if newer:
+                assert version is not None
+                local.applied_version = version
         if error:
             logger.error("task %s: update %d failed in the worker: %s", task_id, seq, error)
-        if event is not None:
-            event.set()
+        event.set()
+        if newer:
+            assert version is not None
+            self.executor.submit_for(task_id, self._record_applied, local, version)
         # Tell controllers the worker has the new parameters (or why not).
         title = "UpdateApplied" if error is None else "UpdateFailed"
         self.executor.submit_for(
             task_id,
-            self._publish_status,
+            self.outcomes.publish,
             task_id,
             title,
             f"{task_id}:update:{seq}",
             message=error,
         )
+
+    def _record_applied(self, local: LocalTask, version: int) -> None:
+        """Store the attachments version the worker applied (shown next to the stored one)."""
+        try:
+            self.outcomes.write(self.run_of(local), {"applied_attachments_version": version})
+        except Exception as exc:
+            logger.warning(
+                "task %s: could not record applied version %d: %s", local.task_id, version, exc
+            )
 
     def worker_exited(self, task_id: str, outcome: WorkerOutcome) -> None:
         self.executor.submit_for(task_id, self._record_exit, task_id, outcome)
@@ -405,115 +514,44 @@ class TaskSupervisor:
             and outcome.exit_code < 0
         ):
             status = S.CANCELLED  # killed after the grace period, as asked
-        reason = outcome.error
+        outcome = WorkerOutcome(status, outcome.exit_code, outcome.error, outcome.traceback)
         if self.shutting_down and status is S.CANCELLED and local and not local.cancel_requested:
             # Stopped because the node stops, not because anyone cancelled the task:
             # the store keeps it Running here, so the next start resumes it.
             logger.info("task %s stopped with the node; it resumes when the node restarts", task_id)
-            with self._ended:
-                self.tasks.pop(task_id, None)
-                self._ended.notify_all()
+            self._forget(task_id)
             return
         if status is S.FAILED:
-            logger.error("task %s failed: %s", task_id, reason)
+            logger.error("task %s failed: %s", task_id, outcome.error)
         else:
             logger.info("task %s %s", task_id, status.value.lower())
-        try:
-            self._store_final(task_id, status, reason)
-        except Exception as exc:
-            # Keep it: the next reconcile writes it, and does not mistake the task for
-            # one that should be restarted because the store still says Running.
-            self.unsaved_final[task_id] = (status, reason)
-            logger.error(
-                "task %s: could not record %s in the store (%s); will retry",
-                task_id,
-                status.value,
-                exc,
-            )
-        ops: list[CacheOp] = [
-            Set(keys.task_heartbeat(task_id), str(_FINAL_BEAT[status]), _FINAL_TTL),
-            Set(keys.task_status(task_id), status.value, _FINAL_TTL),
-        ]
-        if status is S.FAILED:
-            text = reason or "failed"
-            if outcome.traceback:
-                text = f"{text}\n{outcome.traceback}"
-            ops += [
-                Set(keys.task_has_error(task_id), "true", _FINAL_TTL),
-                Set(keys.task_exception(task_id), text, _FINAL_TTL),
-            ]
-        else:
-            ops.append(Delete((keys.task_has_error(task_id),)))
-        try:
-            self.backends.cache.apply(ops)
-        except Exception:
-            logger.exception("task %s: could not write its final state to the cache", task_id)
+        ended = outcome if local is None else self.outcomes.record_end(self.run_of(local), outcome)
+        self._forget(task_id)
+        if ended is not None:
+            for callback in list(self.on_task_ended):
+                try:
+                    callback(task_id, ended)
+                except Exception:
+                    logger.exception("task-ended callback failed for %s", task_id)
+        self._after_exit(task_id)
+
+    def _forget(self, task_id: str) -> None:
         with self._ended:
             self.tasks.pop(task_id, None)
             self._ended.notify_all()
-        self._status_changed(task_id, status, reason)
-        for callback in list(self.on_task_ended):
-            try:
-                callback(
-                    task_id, WorkerOutcome(status, outcome.exit_code, reason, outcome.traceback)
-                )
-            except Exception:
-                logger.exception("task-ended callback failed for %s", task_id)
 
-    def _store_final(self, task_id: str, status: TaskLifecycleStatus, reason: str | None) -> None:
-        changes: dict[str, Any] = {"lifecycle_status": status}
-        if status is S.FAILED:
-            changes["error_message"] = reason
-        try:
-            self.backends.store.update_task(task_id, changes, expected_status=ACTIVE_STATUSES)
-        except TaskNotFoundError:
-            logger.warning("task %s ended but is no longer in the store", task_id)
+    def _after_exit(self, task_id: str) -> None:
+        """Start the newer run that waited for this one to stop, if it is still placed here."""
+        with self.lock:
+            if task_id not in self._start_after_exit:
+                return
+            self._start_after_exit.discard(task_id)
+        if not self.shutting_down:
+            self.start_assigned(task_id)
 
     def flush_unsaved(self) -> bool:
         """Write final statuses that a store outage kept back; return True when none is left."""
-        for task_id, (status, reason) in list(self.unsaved_final.items()):
-            try:
-                self._store_final(task_id, status, reason)
-            except Exception as exc:
-                logger.warning(
-                    "store still unavailable (%s); %d final statuses pending",
-                    exc,
-                    len(self.unsaved_final),
-                )
-                return False
-            del self.unsaved_final[task_id]
-            logger.info("task %s: %s recorded in the store after the outage", task_id, status.value)
-        return True
-
-    def _status_changed(
-        self, task_id: str, status: TaskLifecycleStatus, reason: str | None
-    ) -> None:
-        try:
-            self.hook.skalds_task_status_changed(
-                task_id=task_id, status=status.value, skald_id=self.skald_id, reason=reason
-            )
-        except Exception:
-            logger.exception("a skalds_task_status_changed hook raised")
-        self._publish_status(task_id, status.value, f"{task_id}:{status.value}:{now_ms()}")
-
-    def _publish_status(
-        self, task_id: str, title: str, event_id: str, *, message: str | None = None
-    ) -> None:
-        """Publish on ``taskworker.update``: ``title`` is a status or UpdateApplied/Failed.
-
-        Without waiting for the bus: the store already holds the status, the event
-        only tells viewers and dispatchers sooner, and the lane goes on to its next
-        task instead of waiting for the broker (the bus logs a delivery that failed).
-        """
-        event = TaskEvent(
-            task_ids=[task_id], title=title, initiator=self.skald_id, id=event_id, message=message
-        )
-        try:
-            self.backends.event_bus.publish_nowait(
-                Topic.TASKWORKER_UPDATE.value, task_id, event.model_dump_json()
-            )
-        except Exception as exc:  # a bus that breaks its contract must not stop the node
-            logger.warning("could not publish %s of task %s: %s", title, task_id, exc)
+        return self.outcomes.flush()
 
     # -- views -----------------------------------------------------------------------
 

@@ -13,7 +13,11 @@ __all__ = ["WorkerListener", "WorkerOutcome", "WorkerRuntime", "WorkerSpec"]
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Everything a worker process needs to start one task."""
+    """Everything a worker process needs to start one task.
+
+    ``extra`` may hold ``dependencies`` (task ids), ``incarnation`` (the run) and
+    ``attachments_version`` (of ``attachments``), which the worker sees as attributes.
+    """
 
     task_id: str
     class_name: str
@@ -62,8 +66,14 @@ class WorkerRuntime(abc.ABC):
         """Start a worker for ``spec``; return its pid."""
 
     @abc.abstractmethod
-    def send_update(self, task_id: str, attachments: dict[str, Any]) -> int:
-        """Send validated attachments to the worker; return the update's sequence number."""
+    def send_update(self, task_id: str, attachments: dict[str, Any], version: int = 0) -> int:
+        """Send validated attachments (``version`` of them) to the worker, without blocking.
+
+        A paused worker gets them when it resumes; only the latest of several waits.
+
+        Returns:
+            The update's sequence number (the worker confirms it by that number).
+        """
 
     @abc.abstractmethod
     def set_paused(self, task_id: str, paused: bool) -> None:

@@ -2,7 +2,9 @@
 
 Every status change goes through :meth:`Store.update_task` with the statuses the
 caller expects, an atomic compare-and-set: two controllers or a replayed event can
-never move one task twice.
+never move one task twice. A node also names the executor and the incarnation it
+runs (the fencing token, see :class:`~skalds.model.task.Task`): its writes change
+only its own run of a task, never a later one elsewhere.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class Store(abc.ABC):
 
     ``changes`` given to :meth:`update_task` use the Python field names
     (``lifecycle_status``, ``executor``, ``attachments``...); ``update_date_time``
-    is set by the store on every change.
+    is set by the store on every change, and a change of ``attachments`` adds one to
+    ``attachments_version`` (unless the changes set it), whoever writes it.
     """
 
     @abc.abstractmethod
@@ -74,6 +77,7 @@ class Store(abc.ABC):
         *,
         expected_status: Collection[TaskLifecycleStatus] | None = None,
         expected_executor: str | None = None,
+        expected_incarnation: int | None = None,
     ) -> Task | None:
         """Apply ``changes`` atomically if the status is one of ``expected_status``.
 
@@ -82,9 +86,12 @@ class Store(abc.ABC):
                 the stored integer instead.
             expected_status: the statuses the task must have (``None``: any).
             expected_executor: the executor the task must have (``None``: any).
+            expected_incarnation: the incarnation the task must have (``None``: any;
+                a document without one is incarnation 0).
 
         Returns:
-            The updated task, or ``None`` when the status or executor did not match.
+            The updated task, or ``None`` when the status, executor or incarnation
+            did not match.
 
         Raises:
             TaskNotFoundError: no task has this id.
@@ -96,6 +103,7 @@ class Store(abc.ABC):
         changes: Mapping[str, Any],
         *,
         expected_status: Collection[TaskLifecycleStatus],
+        expected_incarnations: Mapping[str, int] | None = None,
     ) -> list[str]:
         """Apply the same ``changes`` to each task whose status is one of ``expected_status``.
 
@@ -108,6 +116,8 @@ class Store(abc.ABC):
             task_ids: the tasks (distinct ids).
             changes: as for :meth:`update_task` (increments included).
             expected_status: the statuses a task must have to be changed.
+            expected_incarnations: the incarnation each task must have, by id (a
+                task missing from it may have any).
 
         Returns:
             The ids of the tasks changed, in the order given; a task that is gone,
@@ -119,9 +129,15 @@ class Store(abc.ABC):
                 caller that must know reads them again).
         """
         changed = []
+        incarnations = expected_incarnations or {}
         for task_id in task_ids:
             try:
-                moved = self.update_task(task_id, changes, expected_status=expected_status)
+                moved = self.update_task(
+                    task_id,
+                    changes,
+                    expected_status=expected_status,
+                    expected_incarnation=incarnations.get(task_id),
+                )
             except TaskNotFoundError:
                 continue
             if moved is not None:

@@ -3,6 +3,12 @@
 Runs in a process forked by the fork server. It holds no broker, cache or store
 connection: one pipe to the node carries the task, heartbeats, updates, failures
 and the final outcome.
+
+No worker outlives its node: when the node's end of the pipe closes (the node died,
+with its fork server or not), the worker cancels itself as a cancel would: SIGTERM
+to itself (its release handler runs), and after the grace period SIGKILL to its
+whole process group. The task's new run, on this node restarted or elsewhere, is then
+the only one.
 """
 
 from __future__ import annotations
@@ -10,7 +16,10 @@ from __future__ import annotations
 import _thread
 import contextlib
 import logging
+import os
+import signal
 import sys
+import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -41,12 +50,17 @@ class _Channel(WorkerReporter):
     It is a daemon in effect: the process leaves with ``os._exit``.
     """
 
-    def __init__(self, conn: Connection, worker: AbstractTaskWorker[Any], interval: float) -> None:
+    def __init__(
+        self, conn: Connection, worker: AbstractTaskWorker[Any], interval: float, grace: float
+    ) -> None:
         self._conn = conn
         self._worker = worker
         self._interval = interval
+        self._grace = grace
         self._send_lock = _thread.allocate_lock()
         self._stopped = False
+        self.orphaned = False
+        """The node's end closed: this process cancels itself and leaves no child behind."""
 
     def send(self, kind: str, **fields: Any) -> None:
         try:
@@ -80,11 +94,28 @@ class _Channel(WorkerReporter):
                     self._handle(decode(self._conn.recv_bytes()))
                     continue
             except (EOFError, OSError):
+                if not self._stopped:
+                    self._node_gone()
                 return
             if self._stopped:
                 return
             beat = (beat + 1) % 200
             self.send("hb", v=beat)
+
+    def _node_gone(self) -> None:
+        """The node's end of the pipe closed: cancel this task, then end its group."""
+        self.orphaned = True
+        logger.warning(
+            "task %s: its node is gone; cancelling it (another run takes over)",
+            self._worker.task_id,
+        )
+        group = os.getpgid(0)
+        with contextlib.suppress(OSError):
+            os.killpg(group, signal.SIGCONT)  # children a pause stopped must see the TERM
+            os.kill(os.getpid(), signal.SIGTERM)  # the release handler runs
+        time.sleep(self._grace)
+        with contextlib.suppress(OSError):
+            os.killpg(group, signal.SIGKILL)
 
     def _handle(self, msg: dict[str, Any]) -> None:
         if msg["t"] != "update":
@@ -92,7 +123,7 @@ class _Channel(WorkerReporter):
             return
         error = None
         try:
-            self._worker.handle_update_message(msg["attachments"])
+            self._worker.handle_update_message(msg["attachments"], msg.get("version"))
         except SkaldsError as exc:
             error = str(exc)
             logger.error("update rejected: %s", error)
@@ -119,7 +150,14 @@ def run_worker(conn: Connection, registry: WorkerRegistry) -> int:
         worker.task_id = task_id
         worker.task_type = init["class_name"]
         worker.dependencies = list(init.get("dependencies") or [])
-        channel = _Channel(conn, worker, float(init.get("heartbeat_interval", 1.0)))
+        worker.incarnation = int(init.get("incarnation") or 0)
+        worker.attachments_version = int(init.get("attachments_version") or 0)
+        channel = _Channel(
+            conn,
+            worker,
+            float(init.get("heartbeat_interval", 1.0)),
+            float(init.get("grace", 5.0)),
+        )
         worker._reporter = channel
         worker.initialize(cls.validate_attachments(init["attachments"], task_id))
     except Exception as exc:
@@ -140,6 +178,11 @@ def run_worker(conn: Connection, registry: WorkerRegistry) -> int:
         tb=failure[1] if failure else None,
     )
     _flush()
+    if channel.orphaned:
+        # No fork server reaps this process and ends its group: end it here, with
+        # whatever the task started.
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpgid(0), signal.SIGKILL)
     return EXIT_CODES[status]
 
 

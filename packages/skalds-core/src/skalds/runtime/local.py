@@ -3,7 +3,15 @@
 The supervisor thread waits (epoll) on every worker pipe and on the fork server's
 control socket, so a worker's exit is seen the moment its pipe closes, not at the
 next poll, and cancel deadlines (SIGKILL after the grace period) are timers of the
-same loop.
+same loop. Messages to a worker go through its :class:`~skalds.runtime.pipe.WorkerPipe`
+and never block the caller: what the socket does not take at once, this loop sends
+as the worker reads. An update to a paused worker is held (the latest one) and
+sent when it resumes.
+
+No worker outlives its node: the node holds its id's lock on this host
+(:mod:`skalds.runtime.host_lock`), which stops leftovers of a previous run before the
+fork server starts, and a worker whose node pipe closes cancels itself
+(:mod:`skalds.runtime.child`).
 """
 
 from __future__ import annotations
@@ -14,19 +22,19 @@ import queue
 import selectors
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from skalds.config.skald_config import SkaldConfig
 from skalds.errors import ConfigError, SkaldsError
 from skalds.model.task import TaskLifecycleStatus
 from skalds.ports.runtime import WorkerListener, WorkerOutcome, WorkerRuntime, WorkerSpec
+from skalds.runtime.fork_server import ForkServer, describe_exit, fork_copy, start_fork_server
+from skalds.runtime.host_lock import NodeLock, default_run_dir
+from skalds.runtime.pipe import PipeClosed, WorkerPipe
 from skalds.runtime.protocol import MAX_CONTROL_PACKET, decode, encode
 from skalds.utils.logging import logger
 from skalds.worker.registry import WorkerRegistry
@@ -35,50 +43,24 @@ __all__ = ["LocalRuntime", "describe_exit"]
 
 _EXIT_WAIT = 2.0  # how long to wait for the exit code after a worker's pipe closed
 _LOOP_ERROR_PAUSE = 0.1  # after an unexpected error in the supervisor loop
-_FRESH_START_TIMEOUT = 120.0  # a fresh fork server importing the workers (torch, cv2...)
-
-
-@dataclass
-class _ForkServer:
-    """The fork server process: a fork of this one (``copy``) or a new one (``fresh``)."""
-
-    pid: int
-    kind: str
-    proc: subprocess.Popen[bytes] | None = None
-
-    def wait(self) -> int | None:
-        """Reap it; return its exit code (``None`` when it was reaped elsewhere)."""
-        if self.proc is not None:
-            return self.proc.wait()
-        try:
-            _, raw = os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            return None
-        return os.waitstatus_to_exitcode(raw)
-
-
-def describe_exit(code: int | None) -> str:
-    """Say in words how a process ended (``code`` < 0 is a signal, as in subprocess)."""
-    if code is None:
-        return "worker process ended (exit status unknown)"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"worker process was killed by {name}"
-    return f"worker process exited with code {code}"
+_READ = selectors.EVENT_READ
+_READ_WRITE = selectors.EVENT_READ | selectors.EVENT_WRITE
 
 
 @dataclass
 class _Handle:
     spec: WorkerSpec
-    conn: Connection
+    pipe: WorkerPipe
     pid: int | None = None
     spawned: threading.Event = field(default_factory=threading.Event)
     spawn_error: str | None = None
-    send_lock: threading.Lock = field(default_factory=threading.Lock)
+    control: threading.Lock = field(default_factory=threading.Lock)
+    """Held while numbering an update and while pausing or resuming."""
     paused: bool = False
+    held: bytes | None = None
+    """The latest update sent while paused: it goes out on resume."""
+    mask: int = 0
+    """What the loop waits for on the pipe (0: not registered)."""
     cancel_at: float | None = None
     killed: bool = False
     exit_msg: dict[str, Any] | None = None
@@ -103,8 +85,9 @@ class LocalRuntime(WorkerRuntime):
         self._by_pid: dict[int, _Handle] = {}
         self._lock = threading.Lock()
         self._pending: queue.SimpleQueue[_Handle] = queue.SimpleQueue()
-        self._ctrl: socket.socket | None = None
-        self._zygote: _ForkServer | None = None
+        self._to_flush: queue.SimpleQueue[_Handle] = queue.SimpleQueue()
+        self._server: ForkServer | None = None
+        self._node_lock: NodeLock | None = None
         self._thread: threading.Thread | None = None
         self._sel: selectors.BaseSelector | None = None
         self._stopping = threading.Event()
@@ -114,151 +97,70 @@ class LocalRuntime(WorkerRuntime):
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the fork server, then the supervisor thread.
+        """Take the node's lock on this host, start the fork server, then the loop.
 
         Raises:
-            ConfigError: ``FORK_SERVER=fresh`` and a worker class cannot be imported
-                by name, or the fresh fork server could not import it.
+            ConfigError: a node with this id already runs on this host; or
+                ``FORK_SERVER=fresh`` and a worker class cannot be imported by name,
+                or the fresh fork server could not import it.
+            SkaldsError: leftovers of this node's previous run could not be stopped.
         """
         if self._thread is not None:
             return
-        self._ctrl, self._zygote = self._start_zygote()
+        cfg = self._config
+        run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir()
+        self._node_lock = NodeLock.acquire(run_dir, cfg.skald_id, cfg.cancel_grace_seconds)
+        try:
+            self._server = start_fork_server(
+                cfg, self._registry, inherit=(self._node_lock.fileno(),)
+            )
+        except BaseException:
+            self._node_lock.release()
+            raise
         self._thread = threading.Thread(target=self._loop, name="skalds-supervisor", daemon=True)
         self._thread.start()
 
     @property
     def fork_server(self) -> tuple[int, str] | None:
         """The fork server's pid and kind (``fresh`` or ``copy``), once started."""
-        zygote = self._zygote
-        return (zygote.pid, zygote.kind) if zygote is not None else None
+        server = self._server
+        return (server.pid, server.kind) if server is not None else None
 
-    def _start_zygote(self) -> tuple[socket.socket, _ForkServer]:
-        """A fresh fork server when ``FORK_SERVER`` allows it and it starts, else a copy."""
-        from skalds.runtime.zygote import worker_targets
-
-        mode = self._config.fork_server
-        if mode == "copy":
-            return self._fork_zygote()
-        targets, why = worker_targets(self._registry)
-        if not why and not sys.executable:
-            why = "sys.executable is unknown (an embedded interpreter)"
-        if not why and getattr(sys, "frozen", False):
-            why = "this is a frozen application (its executable runs the application)"
-        failed = False
-        if not why:
-            try:
-                return self._exec_zygote(targets)
-            except SkaldsError as exc:
-                why, failed = str(exc), True
-        if mode == "fresh":
-            raise ConfigError(
-                f"FORK_SERVER=fresh, but {why}; "
-                + ("see its error above" if failed else "move the class to a module of its own")
-                + " or set FORK_SERVER=copy"
-            )
-        log = logger.warning if failed else logger.info
-        log("the fork server is a copy of this process: %s", why)
-        return self._fork_zygote()
-
-    def _exec_zygote(self, targets: list[list[str]]) -> tuple[socket.socket, _ForkServer]:
-        """Start a new interpreter as the fork server; wait until it imported the workers.
-
-        Raises:
-            SkaldsError: it could not import them, or ended or hung before it was ready.
-        """
-        import json
-
-        from skalds.runtime.zygote import FRESH_BOOTSTRAP, SPEC_ENV
-
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        spec = {
-            "fd": child.fileno(),
-            "path": [str(entry) for entry in sys.path],  # a user may append a Path
-            "workers": targets,
-            "grace": self._config.cancel_grace_seconds,
-        }
-        # The node's -X/-W/-O flags, as multiprocessing passes them (a private helper)
-        flags: list[str] = getattr(subprocess, "_args_from_interpreter_flags", list)()
-        command = [sys.executable, *flags, "-c", FRESH_BOOTSTRAP]
-        try:
-            proc = subprocess.Popen(
-                command, pass_fds=(child.fileno(),), env={**os.environ, SPEC_ENV: json.dumps(spec)}
-            )
-        except OSError as exc:
-            parent.close()
-            raise SkaldsError(f"the fresh fork server could not start: {exc}") from exc
-        finally:
-            child.close()
-        try:
-            parent.settimeout(_FRESH_START_TIMEOUT)
-            data = parent.recv(MAX_CONTROL_PACKET)
-            parent.settimeout(None)
-        except OSError as exc:  # including the timeout
-            data, problem = b"", f"no answer within {_FRESH_START_TIMEOUT:g} s ({exc})"
-        else:
-            problem = "it ended before it was ready"
-        msg = decode(data) if data else {}
-        if msg.get("t") == "ready":
-            return parent, _ForkServer(proc.pid, "fresh", proc)
-        parent.close()
-        with contextlib.suppress(OSError):
-            proc.kill()
-        code = proc.wait()
-        if msg.get("t") == "failed":
-            problem = f"it could not import the workers: {msg.get('error')}"
-        raise SkaldsError(f"the fresh fork server failed ({problem}; exit {code})")
-
-    def _fork_zygote(self) -> tuple[socket.socket, _ForkServer]:
-        from skalds.runtime.zygote import zygote_main
-
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with warnings.catch_warnings():
-            # The fork server runs only our own single-threaded loop, never code that
-            # could wait on a lock another thread of this process held at fork time.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the fork server
-            try:
-                parent.close()
-                zygote_main(child, self._registry, self._config.cancel_grace_seconds)
-            except BaseException:
-                import traceback
-
-                traceback.print_exc()
-            finally:
-                os._exit(1)
-        child.close()
-        return parent, _ForkServer(pid, "copy")
-
-    def _replace_zygote(self, sel: selectors.BaseSelector) -> None:
+    def _replace_fork_server(self, sel: selectors.BaseSelector) -> None:
         """The fork server is gone (killed from outside?): say so and start another.
 
         Running workers are not affected (their pipes stay open); only their exit
         codes are no longer reported, so their outcome comes from their own last
-        message or, failing that, from how their pipe closed.
+        message or, failing that, from how their pipe closed. A paused worker was
+        continued by its parent's death (see the worker side): it is stopped again.
         """
-        old = self._zygote
-        old_pid = old.pid if old is not None else None
+        old = self._server
+        assert old is not None
         status = "unknown status"
-        if old is not None and (code := old.wait()) is not None:
+        if (code := old.wait()) is not None:
             status = describe_exit(code).replace("worker ", "")
-        logger.error("the fork server (pid %s) is gone: %s; starting a new one", old_pid, status)
-        assert self._ctrl is not None
+        logger.error("the fork server (pid %s) is gone: %s; starting a new one", old.pid, status)
         with contextlib.suppress(KeyError, ValueError):
-            sel.unregister(self._ctrl)
-        self._ctrl.close()
+            sel.unregister(old.ctrl)
+        old.ctrl.close()
         for handle in self._snapshot():
             if handle.pid is not None:
                 handle.code_known = True  # nobody will report their exit codes now
+                with handle.control:
+                    if handle.paused:
+                        self._signal_group(handle.pid, signal.SIGSTOP)
             else:
                 handle.spawn_error = "the fork server died while starting the task"
                 handle.spawned.set()
+        assert self._node_lock is not None
         try:
-            self._ctrl, self._zygote = self._start_zygote()
+            self._server = start_fork_server(
+                self._config, self._registry, inherit=(self._node_lock.fileno(),)
+            )
         except ConfigError as exc:  # FORK_SERVER=fresh, and that worked before: go on
             logger.error("%s; this time the fork server is a copy of this process", exc)
-            self._ctrl, self._zygote = self._fork_zygote()
-        sel.register(self._ctrl, selectors.EVENT_READ, None)
+            self._server = fork_copy(self._config, self._registry)
+        sel.register(self._server.ctrl, _READ, None)
 
     def close(self, grace: float = 5.0) -> None:
         """Cancel every worker, wait up to ``grace`` (+1 s) for them, stop the fork server."""
@@ -272,37 +174,44 @@ class LocalRuntime(WorkerRuntime):
         self._wake()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self._ctrl is not None:
-            self._ctrl.close()  # the fork server sees EOF and exits
-        if self._zygote is not None:
-            self._zygote.wait()
-            self._zygote = None
+        if self._server is not None:
+            self._server.ctrl.close()  # the fork server sees EOF and exits
+            self._server.wait()
+            self._server = None
+        if self._node_lock is not None:
+            self._node_lock.release()
+            self._node_lock = None
 
     # -- requests ------------------------------------------------------------------
 
     def spawn(self, spec: WorkerSpec) -> int:
         """Start ``spec``'s worker; return its pid once the fork server forked it."""
-        if self._ctrl is None:
+        server = self._server
+        if server is None:
             raise SkaldsError("the worker runtime is not started")
         node_sock, worker_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        handle = _Handle(spec, Connection(node_sock.detach()))
+        handle = _Handle(spec, WorkerPipe(node_sock))
         with self._lock:
             if spec.task_id in self._handles:
                 worker_sock.close()
-                handle.conn.close()
+                handle.pipe.close()
                 raise SkaldsError(f"task {spec.task_id!r} is already running on this node")
             self._handles[spec.task_id] = handle
         try:
             socket.send_fds(
-                self._ctrl, [encode("spawn", task_id=spec.task_id)], [worker_sock.fileno()]
+                server.ctrl, [encode("spawn", task_id=spec.task_id)], [worker_sock.fileno()]
             )
+        except OSError as exc:
+            handle.spawn_error = f"the fork server did not take the request ({exc})"
+            handle.spawned.set()
         finally:
             worker_sock.close()
-        handle.conn.send_bytes(encode("init", **self._init_fields(spec)))
+        with contextlib.suppress(PipeClosed):
+            handle.pipe.send(encode("init", **self._init_fields(spec)))
         if not handle.spawned.wait(10) or handle.pid is None:
             with self._lock:
                 self._handles.pop(spec.task_id, None)
-            handle.conn.close()
+            handle.pipe.close()
             raise SkaldsError(f"could not start task {spec.task_id}: {handle.spawn_error}")
         self._pending.put(handle)
         self._wake()
@@ -314,6 +223,8 @@ class LocalRuntime(WorkerRuntime):
             "task_id": spec.task_id,
             "class_name": spec.class_name,
             "attachments": spec.attachments,
+            "attachments_version": spec.extra.get("attachments_version", 0),
+            "incarnation": spec.extra.get("incarnation", 0),
             "dependencies": spec.extra.get("dependencies"),
             "skald_id": cfg.skald_id,
             "log_level": cfg.log_level,
@@ -321,21 +232,45 @@ class LocalRuntime(WorkerRuntime):
             "log_rotation_mb": cfg.log_rotation_mb,
             "log_retention": cfg.log_retention,
             "heartbeat_interval": cfg.heartbeat_interval,
+            "grace": cfg.cancel_grace_seconds,
         }
 
-    def send_update(self, task_id: str, attachments: dict[str, Any]) -> int:
-        handle = self._get(task_id, need_pid=False)  # queued in the pipe until the worker reads
-        with handle.send_lock:
+    def send_update(self, task_id: str, attachments: dict[str, Any], version: int = 0) -> int:
+        """Send new attachments (``version`` of them); never blocks.
+
+        A paused worker gets them when it resumes (only the latest, if several came);
+        an update not yet on its way is replaced by a newer one.
+        """
+        handle = self._get(task_id, need_pid=False)
+        with handle.control:
             handle.seq += 1
             seq = handle.seq
-            handle.conn.send_bytes(encode("update", seq=seq, attachments=attachments))
+            payload = encode("update", seq=seq, version=version, attachments=attachments)
+            if handle.paused:
+                handle.held = payload
+                return seq
+        self._send(handle, payload)
         return seq
 
     def set_paused(self, task_id: str, paused: bool) -> None:
         handle = self._get(task_id)
         assert handle.pid is not None
-        self._signal_group(handle.pid, signal.SIGSTOP if paused else signal.SIGCONT)
-        handle.paused = paused
+        with handle.control:
+            self._signal_group(handle.pid, signal.SIGSTOP if paused else signal.SIGCONT)
+            handle.paused = paused
+            held, handle.held = (None, handle.held) if paused else (handle.held, None)
+        if held is not None:
+            self._send(handle, held)
+
+    def _send(self, handle: _Handle, payload: bytes) -> None:
+        """Queue an update on the worker's pipe; the loop sends what waits."""
+        try:
+            if handle.pipe.send(payload, replaceable=True):
+                return
+        except PipeClosed:
+            return  # the worker is gone: its exit is reported by the loop
+        self._to_flush.put(handle)
+        self._wake()
 
     def cancel(self, task_id: str, grace: float) -> None:
         handle = self._get(task_id)
@@ -355,6 +290,11 @@ class LocalRuntime(WorkerRuntime):
         """Return the worker's pid (its process group id too), if it runs here."""
         handle = self._handles.get(task_id)
         return handle.pid if handle else None
+
+    def queued_bytes(self, task_id: str) -> int:
+        """Bytes of messages waiting for the worker to read them (0 when none or gone)."""
+        handle = self._handles.get(task_id)
+        return handle.pipe.queued_bytes if handle else 0
 
     def _get(self, task_id: str, need_pid: bool = True) -> _Handle:
         handle = self._handles.get(task_id)
@@ -376,10 +316,10 @@ class LocalRuntime(WorkerRuntime):
     # -- the supervisor loop ---------------------------------------------------------
 
     def _loop(self) -> None:
-        assert self._ctrl is not None
+        assert self._server is not None
         self._sel = sel = selectors.DefaultSelector()
-        sel.register(self._ctrl, selectors.EVENT_READ, None)
-        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        sel.register(self._server.ctrl, _READ, None)
+        sel.register(self._wake_r, _READ, "wake")
         failing = False
         while not self._stopping.is_set():
             try:
@@ -396,20 +336,41 @@ class LocalRuntime(WorkerRuntime):
 
     def _serve_once(self, sel: selectors.BaseSelector) -> None:
         """Wait for the fork server, a worker pipe, a wake-up or a timer; handle it."""
-        for key, _ in sel.select(timeout=self._next_timeout()):
+        for key, events in sel.select(timeout=self._next_timeout()):
             if key.data == "wake":
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._wake_r, 4096)
             elif key.data is None:
                 if not self._on_ctrl() and not self._stopping.is_set():
-                    self._replace_zygote(sel)
+                    self._replace_fork_server(sel)
             else:
-                self._on_worker(key.data)
+                if events & selectors.EVENT_WRITE:
+                    self._flush(key.data)
+                if events & selectors.EVENT_READ:
+                    self._on_worker(key.data)
         while not self._pending.empty():
             handle = self._pending.get()
             if handle.eof_at is None:
-                sel.register(handle.conn, selectors.EVENT_READ, handle)
+                handle.mask = _READ
+                sel.register(handle.pipe, _READ, handle)
+                self._flush(handle)
+        while not self._to_flush.empty():
+            self._flush(self._to_flush.get())
         self._on_timers()
+
+    def _flush(self, handle: _Handle) -> None:
+        """Send what waits for ``handle``'s worker; wait for room if some is left."""
+        if handle.mask == 0 or handle.eof_at is not None:
+            return  # not registered yet (spawning) or gone: nothing to wait for
+        try:
+            done = handle.pipe.flush()
+        except PipeClosed:
+            done = True  # the read side sees the end and reports the exit
+        want = _READ if done else _READ_WRITE
+        if want != handle.mask and self._sel is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._sel.modify(handle.pipe, want, handle)
+                handle.mask = want
 
     def _snapshot(self) -> list[_Handle]:
         """The handles now. Lanes add to ``_handles`` (``spawn``) while this thread reads:
@@ -427,9 +388,9 @@ class LocalRuntime(WorkerRuntime):
 
     def _on_ctrl(self) -> bool:
         """Handle one fork-server message; return False when the fork server is gone."""
-        assert self._ctrl is not None
+        assert self._server is not None
         try:
-            data = self._ctrl.recv(MAX_CONTROL_PACKET)
+            data = self._server.ctrl.recv(MAX_CONTROL_PACKET)
         except OSError:
             data = b""
         if not data:
@@ -455,17 +416,18 @@ class LocalRuntime(WorkerRuntime):
 
     def _on_worker(self, handle: _Handle) -> None:
         try:
-            while handle.conn.poll(0):
-                self._on_message(handle, decode(handle.conn.recv_bytes()))
-        except (EOFError, OSError, ValueError):
+            for data in handle.pipe.receive():
+                self._on_message(handle, decode(data))
+        except (PipeClosed, ValueError):
             self._close_pipe(handle)
             self._maybe_finish(handle)
 
     def _close_pipe(self, handle: _Handle) -> None:
-        if self._sel is not None:
+        if self._sel is not None and handle.mask:
             with contextlib.suppress(KeyError, ValueError, OSError):
-                self._sel.unregister(handle.conn)
-        handle.conn.close()
+                self._sel.unregister(handle.pipe)
+        handle.mask = 0
+        handle.pipe.close()
         handle.eof_at = time.monotonic()
 
     def _on_message(self, handle: _Handle, msg: dict[str, Any]) -> None:

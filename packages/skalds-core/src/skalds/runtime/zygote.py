@@ -21,6 +21,12 @@ Each task process calls ``setsid()``, so its process group holds it and every
 process it starts. When a task process exits, the fork server SIGKILLs what is left
 of its group *before* reaping it (the zombie keeps the group id reserved, so the
 kill cannot hit a stranger), then tells the node the exit code.
+
+The fork server ends when the node does (its control socket closes: it stops every
+task, TERM then KILL after the grace period). When both die at once, each task sees
+its node pipe close and cancels itself (:mod:`skalds.runtime.child`); a paused one
+could not, so on Linux each task process asks for SIGCONT when the fork server dies
+(``PR_SET_PDEATHSIG``), which lets it see the pipe close.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import NoReturn
 
@@ -61,6 +68,23 @@ FRESH_BOOTSTRAP = (
 
 # Blocked from fork() until the child has its own handlers (see _Zygote._spawn).
 _FORK_BLOCKED = frozenset({_signal.SIGINT, _signal.SIGTERM, _signal.SIGCHLD})
+_PR_SET_PDEATHSIG = 1
+
+
+def _find_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` (Linux), looked up once here rather than in every task process."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_PRCTL = _find_prctl()
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -144,6 +168,8 @@ class _Zygote:
         code = 1
         try:
             os.setsid()
+            if _PRCTL is not None:  # continued when the fork server dies (see above)
+                _PRCTL(_PR_SET_PDEATHSIG, _signal.SIGCONT)
             # The C functions under ``signal``: its Python wrappers convert numbers and
             # handlers to enums, and every object a forked child touches costs it a page
             # copy (about 50 of this process's ~750 per task went to four such calls).

@@ -171,9 +171,12 @@ class SqliteStore(Store):
         *,
         expected_status: Collection[TaskLifecycleStatus] | None = None,
         expected_executor: str | None = None,
+        expected_incarnation: int | None = None,
     ) -> Task | None:
         with self._transaction() as tx:
-            new_doc = _change(tx, task_id, changes, expected_status, expected_executor)
+            new_doc = _change(
+                tx, task_id, changes, expected_status, expected_executor, expected_incarnation
+            )
         return None if new_doc is None else Task.model_validate(new_doc)
 
     def update_tasks(
@@ -182,16 +185,19 @@ class SqliteStore(Store):
         changes: Mapping[str, Any],
         *,
         expected_status: Collection[TaskLifecycleStatus],
+        expected_incarnations: Mapping[str, int] | None = None,
     ) -> list[str]:
         """Apply ``changes`` to each task whose status matches, in one transaction.
 
         An invalid change rolls the whole batch back (nothing is written).
         """
         changed = []
+        incarnations = expected_incarnations or {}
         with self._transaction() as tx:
             for task_id in task_ids:
                 with contextlib.suppress(TaskNotFoundError):
-                    if _change(tx, task_id, changes, expected_status, None) is not None:
+                    expected = (expected_status, None, incarnations.get(task_id))
+                    if _change(tx, task_id, changes, *expected) is not None:
                         changed.append(task_id)
         return changed
 
@@ -267,6 +273,7 @@ def _change(
     changes: Mapping[str, Any],
     expected_status: Collection[TaskLifecycleStatus] | None,
     expected_executor: str | None,
+    expected_incarnation: int | None = None,
 ) -> dict[str, Any] | None:
     """Compare and set one task inside ``tx``; return its new document, ``None`` on a mismatch.
 
@@ -278,7 +285,7 @@ def _change(
     if row is None:
         raise TaskNotFoundError(task_id)
     doc = json.loads(row[0])
-    if not status_expected(doc, expected_status, expected_executor):
+    if not status_expected(doc, expected_status, expected_executor, expected_incarnation):
         return None
     new_doc = apply_changes(doc, changes)
     tx.execute(

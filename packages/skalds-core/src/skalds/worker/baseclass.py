@@ -96,6 +96,11 @@ class AbstractTaskWorker(Generic[T]):
         task_id: the task this worker runs (a placeholder when standalone).
         task_type: the worker's className.
         dependencies: ids of tasks this one depended on.
+        incarnation: which run of the task this process is (placements so far; 0
+            standalone).
+        attachments_version: the version of the attachments this worker holds: the
+            one it started with, then that of each update, set before the update
+            handler runs (back to the previous one if the handler raises).
     """
 
     _skalds_handlers: ClassVar[dict[HandlerKind, str]] = {}
@@ -104,6 +109,8 @@ class AbstractTaskWorker(Generic[T]):
         self.task_id: str = task_id or f"{type(self).__name__}-standalone"
         self.task_type: str = type(self).__name__
         self.dependencies: list[str] = []
+        self.incarnation: int = 0
+        self.attachments_version: int = 0
         self._reporter: WorkerReporter = WorkerReporter()
         self._stopping = threading.Event()
         self._releasing = False
@@ -193,9 +200,18 @@ class AbstractTaskWorker(Generic[T]):
         logger.error("task %s failed: %s\n%s", self.task_id, error, tb.rstrip())
         self._reporter.failure(self.task_id, error, tb)
 
-    def handle_update_message(self, attachments: Any) -> None:
-        """Validate new attachments and pass them to the ``@update_event_handler``."""
+    def handle_update_message(self, attachments: Any, version: int | None = None) -> None:
+        """Validate new attachments and pass them to the ``@update_event_handler``.
+
+        Args:
+            attachments: the new attachments (as stored: a dict by alias).
+            version: their version, set as :attr:`attachments_version` while the
+                handler runs and kept when it returns.
+        """
         data = self.validate_attachments(attachments, self.task_id)
+        previous = self.attachments_version
+        if version is not None:
+            self.attachments_version = version
         if not self.has_handler("update"):
             logger.warning(
                 "task %s: %s has no @update_event_handler; update ignored",
@@ -203,7 +219,11 @@ class AbstractTaskWorker(Generic[T]):
                 type(self).__name__,
             )
             return
-        self._call("update", data)
+        try:
+            self._call("update", data)
+        except BaseException:
+            self.attachments_version = previous
+            raise
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         if self._stopping.is_set():
