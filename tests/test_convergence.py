@@ -7,6 +7,7 @@ in-memory backends and the real services: tests/test_fencing.py.)
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -18,14 +19,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from skalds.errors import BackendUnavailableError
+from skalds.errors import BackendUnavailableError, ConfigError
 from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.plugins import Backends
 from skalds.ports import Topic
 from skalds_controller import ControllerSettings, create_app
 from skalds_controller.background import Background, start_background
 from tests.fencing_helpers import ROOT, kill_leftovers, live_pids
-from tests.helpers import post_probe_task, read_lines, stored, wait_for
+from tests.helpers import collected_log, post_probe_task, read_lines, stored, wait_for
 from tests.workers import ProbeWorker
 
 S = TaskLifecycleStatus
@@ -215,3 +216,105 @@ def test_a_seed_style_single_process_script_exits_with_the_tasks_code(tmp_path, 
         timeout=60,
     )
     assert proc.returncode == code, proc.stderr[-2000:]
+
+
+# -- attachments versions ------------------------------------------------------------
+
+
+def test_the_api_shows_the_applied_attachments_version_next_to_the_stored_one(
+    skalds_backends, make_node, controller, traces
+):
+    make_node()
+    client, _ = controller()
+    trace = traces("versions")
+    created = post_probe_task(client, "versions", trace, attachments={"mainSeconds": 120})
+    assert (created["attachmentsVersion"], created["appliedAttachmentsVersion"]) == (0, 0)
+    wait_for(lambda: stored(skalds_backends, "versions").lifecycle_status is S.RUNNING, 20)
+
+    new = {"traceFile": str(trace), "label": "two", "mainSeconds": 120}
+    answer = client.put("/api/tasks/versions/attachments", json={"attachments": new}).json()
+    assert answer["updateReceived"] is True and answer["updateHeld"] is False
+    assert answer["task"]["attachmentsVersion"] == 1
+
+    def shown() -> tuple[int, int]:
+        task = client.get("/api/tasks/versions").json()
+        return task["attachmentsVersion"], task["appliedAttachmentsVersion"]
+
+    wait_for(lambda: shown() == (1, 1))
+
+    assert client.post("/api/tasks/versions/pause").is_success
+    held = client.put(
+        "/api/tasks/versions/attachments", json={"attachments": {**new, "label": "three"}}
+    ).json()
+    assert held["updateHeld"] is True and held["updateError"] is None
+    assert shown() == (2, 1)  # the paused worker has not applied it
+
+
+def test_a_paused_worker_gets_only_the_latest_of_several_updates_when_it_resumes(
+    skalds_backends, make_node, controller, traces
+):
+    make_node()
+    client, _ = controller()
+    trace = traces("latest")
+    post_probe_task(client, "latest", trace, attachments={"mainSeconds": 120})
+    wait_for(lambda: stored(skalds_backends, "latest").lifecycle_status is S.RUNNING, 20)
+    wait_for(lambda: live_pids(trace))
+    assert client.post("/api/tasks/latest/pause").is_success
+    for n in range(1, 6):
+        body = {"attachments": {"traceFile": str(trace), "label": f"v{n}", "mainSeconds": 120}}
+        assert client.put("/api/tasks/latest/attachments", json=body).json()["updateHeld"]
+    assert client.post("/api/tasks/latest/resume").is_success
+
+    wait_for(lambda: any(line.startswith("update v5") for line in read_lines(trace)), 10)
+    time.sleep(0.5)
+    updates = [line for line in read_lines(trace) if line.startswith("update")]
+    assert updates == ["update v5 10"]
+    wait_for(lambda: stored(skalds_backends, "latest").applied_attachments_version == 5)
+
+
+# -- a full queue --------------------------------------------------------------------
+
+
+def test_events_dropped_from_a_full_queue_are_done_by_the_reconcile_they_trigger(
+    skalds_backends, make_node, traces, monkeypatch
+):
+    from skalds.model.event import TaskEvent
+    from skalds.node import events
+
+    monkeypatch.setattr(events, "_MAX_IN_FLIGHT", 2)
+    monkeypatch.setattr(events, "_QUEUE_WAIT", 0.0)
+    node = make_node(reconcile_interval=3600)  # only a reconcile it asks for can help
+    ids = [f"burst-{i}" for i in range(40)]
+    for task_id in ids:
+        node.store.create_task(
+            Task(
+                id=task_id,
+                class_name="ProbeWorker",
+                executor=node.skald_id,
+                attachments={"traceFile": str(traces(task_id)), "mainSeconds": 60},
+            )
+        )
+
+    def all_running() -> bool:
+        return all(stored(skalds_backends, t).lifecycle_status is S.RUNNING for t in ids)
+
+    with collected_log(logging.WARNING) as warnings:
+        for task_id in ids:  # each start forks a process: the queue of two overflows
+            event = TaskEvent(task_ids=[task_id], recipient=node.skald_id)
+            node.event_bus.publish(Topic.TASK_ASSIGN, task_id, event.model_dump_json())
+        wait_for(all_running, 30)
+    assert any("dropped the event" in line for line in warnings)
+    assert all(len(live_pids(traces(t))) == 1 for t in ids)
+
+
+# -- one node id per host ---------------------------------------------------------------
+
+
+def test_a_second_node_with_the_same_id_on_this_host_is_refused(skalds_node_factory):
+    first = skalds_node_factory(workers=[ProbeWorker], skald_id="twice")
+    with pytest.raises(ConfigError, match=r"'twice' is already running on this host \(pid \d+\)"):
+        skalds_node_factory(workers=[ProbeWorker], skald_id="twice")
+    assert first.supervisor.runtime is not None  # the first one is untouched
+    first.stop()
+    again = skalds_node_factory(workers=[ProbeWorker], skald_id="twice")  # free again
+    assert again.skald_id == "twice"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from skalds.config.skald_config import SkaldConfig
 from skalds.memory import MemoryCache, MemoryEventBus, MemoryStore
 from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.plugins import Backends, make_backends, make_plugin_manager
-from skalds.ports import Topic
+from skalds.ports import Increment, Topic
 from skalds.ports.event_bus import BusMessage
 from skalds_controller import ControllerSettings, create_app
 from skalds_controller.background import Background, start_background
@@ -37,7 +38,7 @@ from tests.fencing_helpers import (
     started_pids,
     wait_gone,
 )
-from tests.helpers import post_probe_task, stored, wait_for
+from tests.helpers import post_probe_task, read_lines, stored, wait_for
 from tests.workers import ProbeWorker
 
 S = TaskLifecycleStatus
@@ -285,6 +286,7 @@ def test_a_node_killed_with_its_fork_server_leaves_no_worker_and_restarts_it_onc
             assert wait_gone([first], 10) == [], (
                 "a worker outlived its node\n" + nodes[0].output()[-3000:]
             )
+            assert "release" in read_lines(trace)  # it cancelled itself: release ran
 
             nodes.append(NodeProcess(node_config, tmp_path / "node-2.log"))
             wait_for(lambda: len(started_pids(trace)) == 2, 60)
@@ -292,3 +294,54 @@ def test_a_node_killed_with_its_fork_server_leaves_no_worker_and_restarts_it_onc
             assert stored(backends, "orphan").lifecycle_status is S.RUNNING
     finally:
         backends.close()
+
+
+def test_a_node_that_wakes_after_its_task_moved_stops_its_copy_at_once(traces, tmp_path):
+    """SIGSTOP longer than the node TTL (a VM pause): the node reconciles as it wakes,
+    not at its next periodic reconcile (30 s by default)."""
+    from skalds.sqlite.store import SqliteStore
+
+    db = tmp_path / "tasks.db"
+    config = {
+        "skald_id": f"sleeper-{uuid.uuid4().hex[:6]}",
+        "store_url": f"sqlite:///{db}",
+        "cancel_grace_seconds": 0.5,
+        "load_entry_points": False,
+        "log_path": str(tmp_path / "logs"),
+    }
+    store = SqliteStore(str(db))
+    trace = traces("sleepy")
+    store.create_task(
+        Task(
+            id="sleepy",
+            class_name="ProbeWorker",
+            executor=config["skald_id"],
+            is_persistent=True,
+            attachments={"traceFile": str(trace), "mainSeconds": 300},
+        )
+    )
+    try:
+        with node_processes() as nodes:
+            nodes.append(NodeProcess(config, tmp_path / "node.log"))
+            wait_for(lambda: len(live_pids(trace)) == 1, 60)
+            (pid,) = live_pids(trace)
+            os.kill(nodes[0].proc.pid, signal.SIGSTOP)  # the node only: its worker runs on
+            store.update_task(
+                "sleepy",
+                {"executor": "elsewhere", "incarnation": Increment(1)},
+                expected_status={S.RUNNING},
+            )
+            time.sleep(3.5)  # longer than the node TTL (2.5 s)
+            os.kill(nodes[0].proc.pid, signal.SIGCONT)
+            assert wait_gone([pid], 4) == [], nodes[0].output()[-3000:]
+            assert "reconciling with the store now" in nodes[0].output()
+            task = stored_in(store, "sleepy")
+            assert (task.lifecycle_status, task.executor) == (S.RUNNING, "elsewhere")
+    finally:
+        store.close()
+
+
+def stored_in(store: Any, task_id: str) -> Task:
+    task = store.get_task(task_id)
+    assert task is not None
+    return task

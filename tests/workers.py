@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -137,3 +138,66 @@ def family_pids(trace: Path) -> list[int]:
 
 class OtherProbeWorker(ProbeWorker):
     """Same behaviour under another className."""
+
+
+class LedgerParams(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    ledger: str = Field(..., description="file the worker appends its history to")
+    value: int = 0
+    payload: str = ""
+
+
+class LedgerWorker(BaseTaskWorker[LedgerParams]):
+    """Runs until cancelled; writes its own history, independent of Skalds' records.
+
+    One JSON line per start, applied update and stop, appended and flushed by the
+    worker process itself: its pid, its run (incarnation), the attachments version
+    and value it holds. Tests read it to count live copies and check what was applied.
+    """
+
+    def _write(self, event: str) -> None:
+        line = json.dumps(
+            {
+                "e": event,
+                "task": self.task_id,
+                "pid": os.getpid(),
+                "inc": self.incarnation,
+                "v": self.attachments_version,
+                "value": self.params.value,
+                "t": time.time(),
+            }
+        )
+        with open(self.params.ledger, "a") as fh:
+            fh.write(line + "\n")
+
+    def initialize(self, data: LedgerParams) -> None:
+        self.params = data
+        self._write("start")
+
+    @run_main_handler
+    def main(self) -> None:
+        while True:
+            time.sleep(0.05)
+
+    @update_event_handler
+    def update(self, data: LedgerParams) -> None:
+        self.params = data
+        self._write("update")
+
+    @release_handler
+    def release(self) -> None:
+        self._write("stop")
+
+
+def read_ledger(path: Path) -> list[dict[str, object]]:
+    """The history a LedgerWorker wrote (complete lines only)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            out.append(json.loads(line))
+    return out

@@ -21,7 +21,7 @@ from skalds.errors import (
 )
 from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.plugins import make_backends, make_plugin_manager
-from skalds.ports import TaskQuery
+from skalds.ports import Increment, TaskQuery
 from tests.backends.mongo import require_mongo
 
 S = TaskLifecycleStatus
@@ -117,6 +117,62 @@ def test_a_document_in_the_old_skalds_layout_reads_back_and_keeps_unknown_fields
     )
     assert moved is not None and moved.lifecycle_status is S.PAUSED
     assert mstore.db.tasks.find_one({"id": "task_123"})["legacyNote"] == "kept"
+
+
+@pytest.mark.parametrize("locks", [True, False], ids=["write-locks", "atomic"])
+def test_documents_written_before_incarnations_are_incarnation_0(url, locks):
+    """Tasks stored by earlier versions have no incarnation or attachments version:
+    they count as 0, a node's fenced write finds them, and a placement adds one."""
+    from skalds_mongo import MongoStore
+
+    store = MongoStore(url, db_name=f"skalds_test_{uuid.uuid4().hex[:10]}", write_locks=locks)
+    try:
+        for task_id in ("old-1", "old-2", "old-3"):
+            store.db.tasks.insert_one(
+                {
+                    "_id": task_id,
+                    "id": task_id,
+                    "className": "MySimpleWorker",
+                    "executor": "skald_123" if task_id == "old-1" else None,
+                    "lifecycleStatus": "Running" if task_id == "old-1" else "Created",
+                    "createDateTime": 1735689600000,
+                    "updateDateTime": 1735689600000,
+                    "attachments": {"fixFrame": 10},
+                }
+            )
+        old = store.get_task("old-1")
+        assert (old.incarnation, old.attachments_version) == (0, 0)
+        assert (
+            store.update_task(
+                "old-1",
+                {"lifecycle_status": S.FINISHED},
+                expected_status={S.RUNNING},
+                expected_executor="skald_123",
+                expected_incarnation=1,
+            )
+            is None
+        )
+        done = store.update_task(
+            "old-1",
+            {"lifecycle_status": S.FINISHED, "attachments": {"fixFrame": 3}},
+            expected_status={S.RUNNING},
+            expected_executor="skald_123",
+            expected_incarnation=0,
+        )
+        assert done is not None and done.lifecycle_status is S.FINISHED
+        assert done.attachments_version == 1
+        placed = store.update_tasks(
+            ["old-2", "old-3"],
+            {"lifecycle_status": S.ASSIGNING, "executor": "n1", "incarnation": Increment(1)},
+            expected_status={S.CREATED},
+            expected_incarnations={"old-2": 0, "old-3": 1},
+        )
+        assert placed == ["old-2"]
+        assert store.get_task("old-2").incarnation == 1
+        assert store.get_task("old-3").lifecycle_status is S.CREATED
+    finally:
+        store.client.drop_database(store.db.name)
+        store.close()
 
 
 def test_the_indexes_exist_and_creating_them_again_changes_nothing(mstore, url):

@@ -282,6 +282,113 @@ def test_concurrent_batch_updates_give_each_task_to_exactly_one(store: Store):
         assert all(store.get_task(task_id).executor == node for task_id in got)
 
 
+def test_compare_and_set_can_require_the_incarnation(store: Store):
+    """A node's write names its run: a later run of the task is never changed by it."""
+    task = make_task(executor="node-a", lifecycle_status=S.RUNNING, incarnation=3)
+    store.create_task(task)
+    stale = store.update_task(
+        task.id,
+        {"lifecycle_status": S.CANCELLED},
+        expected_status={S.RUNNING},
+        expected_executor="node-a",
+        expected_incarnation=2,
+    )
+    assert stale is None
+    assert store.get_task(task.id).lifecycle_status is S.RUNNING
+    mine = store.update_task(
+        task.id,
+        {"lifecycle_status": S.FINISHED},
+        expected_status={S.RUNNING},
+        expected_executor="node-a",
+        expected_incarnation=3,
+    )
+    assert mine is not None and mine.lifecycle_status is S.FINISHED and mine.incarnation == 3
+
+
+def test_a_new_task_is_incarnation_0_and_a_placement_adds_one(store: Store):
+    task = make_task()
+    store.create_task(task)
+    assert store.get_task(task.id).incarnation == 0
+    placed = store.update_task(
+        task.id,
+        {"lifecycle_status": S.ASSIGNING, "executor": "node-a", "incarnation": Increment(1)},
+        expected_status={S.CREATED},
+        expected_incarnation=0,
+    )
+    assert placed is not None and placed.incarnation == 1
+    # the same claim again (a second dispatcher with an old read) is refused
+    assert (
+        store.update_task(
+            task.id,
+            {"lifecycle_status": S.ASSIGNING, "executor": "node-b", "incarnation": Increment(1)},
+            expected_status={S.CREATED, S.ASSIGNING},
+            expected_incarnation=0,
+        )
+        is None
+    )
+    assert store.get_task(task.id).executor == "node-a"
+
+
+def test_a_batch_update_can_require_each_tasks_incarnation(store: Store):
+    fresh, requeued, other = (make_task() for _ in range(3))
+    for task in (fresh, requeued, other):
+        store.create_task(task)
+    store.update_task(requeued.id, {"incarnation": 4})
+    changed = store.update_tasks(
+        [fresh.id, requeued.id, other.id],
+        {"lifecycle_status": S.ASSIGNING, "executor": "node-1", "incarnation": Increment(1)},
+        expected_status={S.CREATED},
+        expected_incarnations={fresh.id: 0, requeued.id: 4, other.id: 7},  # other: stale read
+    )
+    assert changed == [fresh.id, requeued.id]
+    assert store.get_task(fresh.id).incarnation == 1
+    assert store.get_task(requeued.id).incarnation == 5
+    untouched = store.get_task(other.id)
+    assert (untouched.lifecycle_status, untouched.incarnation) == (S.CREATED, 0)
+
+
+def test_every_change_of_the_attachments_adds_one_to_their_version(store: Store):
+    task = make_task(attachments={"rtspUrl": "rtsp://x/1", "fixFrame": 10})
+    store.create_task(task)
+    assert store.get_task(task.id).attachments_version == 0
+    first = store.update_task(task.id, {"attachments": {"rtspUrl": "rtsp://x/1", "fixFrame": 5}})
+    assert first is not None and first.attachments_version == 1
+    second = store.update_task(
+        task.id, {"attachments": CameraParams(rtsp_url="rtsp://x/2", fix_frame=1)}
+    )
+    assert second is not None and second.attachments_version == 2
+    # other changes leave the version alone; the applied version is the node's to write
+    store.update_task(task.id, {"priority": 3, "applied_attachments_version": 2})
+    got = store.get_task(task.id)
+    assert (got.attachments_version, got.applied_attachments_version) == (2, 2)
+    # a refused compare-and-set counts nothing
+    assert store.update_task(task.id, {"attachments": {}}, expected_status={S.FINISHED}) is None
+    assert store.get_task(task.id).attachments_version == 2
+
+
+def test_concurrent_attachment_changes_each_get_a_version(store: Store):
+    task = make_task(attachments={"rtspUrl": "rtsp://x/1", "fixFrame": 1})
+    store.create_task(task)
+    barrier = threading.Barrier(4)
+    versions: list[int] = []
+    lock = threading.Lock()
+
+    def change(i: int) -> None:
+        barrier.wait()
+        for j in range(3):
+            got = store.update_task(task.id, {"attachments": {"fixFrame": i * 10 + j}})
+            with lock:
+                versions.append(got.attachments_version)
+
+    threads = [threading.Thread(target=change, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(versions) == list(range(1, 13))  # none lost, none shared
+    assert store.get_task(task.id).attachments_version == 12
+
+
 def test_list_filters_by_status_executor_class_and_id_prefix(store: Store):
     prefix = new_id("batch")
     a = make_task(id=f"{prefix}-a", class_name="A", executor="n1")

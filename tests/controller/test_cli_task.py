@@ -171,8 +171,31 @@ def test_update_changes_fields_and_the_running_worker_gets_them(api, node, tmp_p
     task(api, "create", "ProbeWorker", *args)
     wait_for(lambda: "main" in read_lines(tmp_path / "u1"))
     assert task(api, "update", "u1", "--set", "label=live", "--set", "fixFrame=33") == 0
-    assert "the running worker applied the new attachments" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "updated task u1 (attachments version 1); the running worker applied them" in out
     wait_for(lambda: "update live 33" in read_lines(tmp_path / "u1"))
+    assert task(api, "show", "u1") == 0
+    assert "attachments   version 1, worker applied the same" in capsys.readouterr().out
+
+
+def test_show_says_which_attachments_version_the_worker_applied(api, node, tmp_path, capsys):
+    args = [*probe(tmp_path, "v1"), "--set", "mainSeconds=30", "--executor", node.skald_id]
+    assert task(api, "create", "ProbeWorker", *args, "--wait", "--until", "running") == 0
+    assert task(api, "pause", "v1") == 0
+    assert task(api, "update", "v1", "--set", "label=later") == 0
+    out = capsys.readouterr().out
+    assert "updated task v1 (attachments version 1); it is paused" in out
+    assert task(api, "show", "v1") == 0
+    assert "attachments   version 1, worker applied 0" in capsys.readouterr().out
+    assert task(api, "resume", "v1") == 0
+    wait_for(lambda: "update later 10" in read_lines(tmp_path / "v1"))
+    capsys.readouterr()
+
+    def applied() -> bool:
+        task(api, "show", "v1")
+        return "attachments   version 1, worker applied the same" in capsys.readouterr().out
+
+    wait_for(applied)
 
 
 def test_pause_resume_and_cancel_report_the_new_status(api, node, tmp_path, capsys):

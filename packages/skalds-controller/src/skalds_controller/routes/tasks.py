@@ -91,16 +91,23 @@ def update_attachments(
 ) -> dict[str, Any]:
     """Store new attachments (validated), then send them to the running worker.
 
-    ``updateReceived`` says whether the worker applied them within a few seconds
-    (its node answers ``UpdateApplied``/``UpdateFailed``); ``updateError`` says why not,
-    with the worker's own reason when it refused them (e.g. its update handler raised).
+    The task's ``attachmentsVersion`` goes up by one; ``appliedAttachmentsVersion`` is
+    the version its worker last applied. ``updateReceived`` says whether the worker
+    applied them within a few seconds (its node answers ``UpdateApplied``/
+    ``UpdateFailed``); ``updateError`` says why not, with the worker's own reason when
+    it refused them (e.g. its update handler raised). A paused task gets them when it
+    resumes (``updateHeld``). When the event could not be sent (``updateSent`` false)
+    the node still picks them up at its next reconcile.
     """
     hub = live_events_of(request.app)
     with hub.expect_update(task_id) as waiter:
         task, published = ctx.tasks.update_attachments(task_id, body.attachments)
-        answered = published and waiter.wait(UPDATE_ACK_SECONDS)
+        held = published and task.lifecycle_status is S.PAUSED
+        answered = published and not held and waiter.wait(UPDATE_ACK_SECONDS)
     error = None
-    if published and not answered:
+    if held:
+        pass
+    elif published and not answered:
         error = f"no answer from the worker within {UPDATE_ACK_SECONDS:g} s"
     elif answered and not waiter.applied:
         reason = f": {waiter.reason}" if waiter.reason else ""
@@ -112,6 +119,7 @@ def update_attachments(
         "task": task_json(task),
         "updateSent": published,
         "updateReceived": bool(answered and waiter.applied),
+        "updateHeld": held,
         "updateError": error,
     }
 

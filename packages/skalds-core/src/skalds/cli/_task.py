@@ -120,6 +120,8 @@ def show(client: ApiClient, args: argparse.Namespace) -> int:
         ("priority", task.get("priority")),
         ("persistent", "yes" if task.get("isPersistent") else "no"),
         ("attempts", task.get("attempts")),
+        ("run", task.get("incarnation") or None),
+        ("attachments", _versions(task)),
         ("dependencies", ", ".join(task.get("dependencies") or []) or None),
         ("created", age(task.get("createDateTime"))),
         ("updated", age(task.get("updateDateTime"))),
@@ -138,6 +140,16 @@ def show(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _versions(task: dict[str, Any]) -> str:
+    """``version 3, worker applied 2``: the stored attachments and the running worker's."""
+    stored = int(task.get("attachmentsVersion") or 0)
+    applied = int(task.get("appliedAttachmentsVersion") or 0)
+    text = f"version {stored}"
+    if task.get("lifecycleStatus") in ("Running", "Paused"):
+        text += ", worker applied " + ("the same" if applied == stored else str(applied))
+    return text
+
+
 def update(client: ApiClient, args: argparse.Namespace) -> int:
     if not args.file and not args.set:
         raise UsageError("nothing to update: give --set key=value and/or --file FILE")
@@ -151,12 +163,26 @@ def update(client: ApiClient, args: argparse.Namespace) -> int:
         _show_json(result)
         return 0
     task = result.get("task", {})
+    version = task.get("attachmentsVersion")
     if result.get("updateReceived"):
-        _out(f"updated task {args.task_id}; the running worker applied the new attachments")
+        _out(
+            f"updated task {args.task_id} (attachments version {version}); "
+            "the running worker applied them"
+        )
+    elif result.get("updateHeld"):
+        _out(
+            f"updated task {args.task_id} (attachments version {version}); it is paused: "
+            "the worker applies them when it resumes"
+        )
     elif result.get("updateSent"):
         _out(f"updated task {args.task_id}; the new attachments were sent to the running worker")
         if result.get("updateError"):
             print(f"skalds: warning: {result['updateError']}", file=sys.stderr)
+    elif task.get("lifecycleStatus") in ("Running", "Paused"):
+        _out(
+            f"updated task {args.task_id} (attachments version {version}); the event to its "
+            "node was not sent: the node picks them up at its next reconcile"
+        )
     else:
         status = task.get("lifecycleStatus", "not running")
         _out(f"updated task {args.task_id} ({status}); it uses them when it next starts")

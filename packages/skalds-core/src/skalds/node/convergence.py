@@ -22,7 +22,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
-from skalds.errors import SkaldsError
+from skalds.errors import SkaldsError, TaskNotFoundError
 from skalds.model.task import ACTIVE_STATUSES, Task, TaskLifecycleStatus
 from skalds.node.lanes import LaneExecutor
 from skalds.node.supervisor import LocalTask, TaskSupervisor
@@ -92,7 +92,9 @@ class Convergence:
     def _write_cancelled(task_id: str, write: Any) -> None:
         try:
             write()
-        except SkaldsError as exc:  # gone, or the store is down: the API's write stands
+        except TaskNotFoundError:
+            logger.debug("task %s: cancelled and deleted", task_id)
+        except SkaldsError as exc:  # the store is down: the API's write stands
             logger.warning("task %s: could not record Cancelled: %s", task_id, exc)
 
     def attachments_changed(self, task_id: str, incarnation: int | None = None) -> None:

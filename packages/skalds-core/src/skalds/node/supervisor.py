@@ -150,9 +150,8 @@ class TaskSupervisor:
         with self.lock:
             local = self.tasks.get(task_id)
             if local is not None:
-                if local.cancel_requested or (
-                    incarnation is not None and incarnation > local.incarnation
-                ):
+                newer = local.incarnation < incarnation if incarnation is not None else None
+                if newer or (newer is None and local.cancel_requested):
                     # a newer run: it starts once the old one is gone (see _after_exit)
                     self._start_after_exit.add(task_id)
                     logger.info(

@@ -306,8 +306,16 @@ class LocalRuntime(WorkerRuntime):
 
     @staticmethod
     def _signal_group(pgid: int, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+        """Signal a task's process group (its pid is the group's id)."""
+        try:
             os.killpg(pgid, sig)
+        except ProcessLookupError:
+            # Forked a moment ago, it has not made its own group yet (setsid): it is
+            # alone then, and a pause or a cancel must not be lost.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pgid, sig)
+        except PermissionError:
+            pass
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):

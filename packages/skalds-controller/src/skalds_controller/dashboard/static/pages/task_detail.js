@@ -125,8 +125,11 @@ export function mount(main, { params }) {
       try {
         const answer = await api.put(taskPath(taskId, "/attachments"), { attachments: value });
         show(answer.task);
-        if (answer.updateReceived) fill(saveNote, h("span", { class: "ok-text" }, `Saved · the worker received the update at ${clock(Date.now())}`));
-        else if (answer.updateSent) fill(saveNote, h("span", { class: "warn-text" }, `Saved · ${answer.updateError || "the worker did not confirm"}`));
+        const version = `version ${answer.task.attachmentsVersion}`;
+        if (answer.updateReceived) fill(saveNote, h("span", { class: "ok-text" }, `Saved (${version}) · the worker received the update at ${clock(Date.now())}`));
+        else if (answer.updateHeld) fill(saveNote, `Saved (${version}) · the task is paused: the worker applies it when it resumes.`);
+        else if (answer.updateSent) fill(saveNote, h("span", { class: "warn-text" }, `Saved (${version}) · ${answer.updateError || "the worker did not confirm"}`));
+        else if (["Running", "Paused"].includes(answer.task.lifecycleStatus)) fill(saveNote, h("span", { class: "warn-text" }, `Saved (${version}) · its node was not told; it picks the update up at its next reconcile.`));
         else fill(saveNote, "Saved · the task is not running, so it gets these values when it starts.");
       } catch (err) {
         if (err.fields.length) form.showErrors(err.fields).first?.focus();
