@@ -318,3 +318,14 @@ def test_a_second_node_with_the_same_id_on_this_host_is_refused(skalds_node_fact
     first.stop()
     again = skalds_node_factory(workers=[ProbeWorker], skald_id="twice")  # free again
     assert again.skald_id == "twice"
+
+
+def test_the_seeds_update_executor_is_a_placement_and_update_attachments_a_new_version():
+    from skalds.memory import MemoryStore
+    from skalds.repository.repository import TaskRepository
+
+    repo = TaskRepository(MemoryStore())
+    repo.create_task(Task(id="seed", class_name="W", attachments={"fixFrame": 1}))
+    assert repo.update_executor("seed", "skald_123").incarnation == 1
+    assert repo.update_executor("seed", "skald_456").incarnation == 2
+    assert repo.update_attachments("seed", {"fixFrame": 2}).attachments_version == 1

@@ -150,7 +150,7 @@ class Outcomes:
                 if ended is None:
                     logger.info(
                         "task %s: run %d here ended %s, but the store holds another run of "
-                        "it now; left as it is",
+                        "it now (or none); left as it is",
                         run.task_id,
                         run.incarnation,
                         status.value.lower(),

@@ -410,7 +410,8 @@ class Skald:
         step = min(_HEALTH_CHECK_SECONDS, self.config.reconcile_interval)
         while not self._reconcile_stop.is_set():
             asked = self._reconcile_now.wait(step)
-            self._reconcile_now.clear()
+            if asked:  # cleared only then: a request that comes after the wait is kept
+                self._reconcile_now.clear()
             if self._reconcile_stop.is_set() or self._executor is None:
                 return
             healthy = self._backends_healthy()

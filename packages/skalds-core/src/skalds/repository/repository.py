@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from skalds.errors import ConfigError
 from skalds.model.task import Task, TaskLifecycleStatus
-from skalds.ports.store import Store, TaskQuery
+from skalds.ports.store import Increment, Store, TaskQuery
 from skalds.utils.logging import logger
 
 __all__ = ["TaskRepository"]
@@ -48,11 +48,15 @@ class TaskRepository:
         return self.store.get_task(id)
 
     def update_executor(self, id: str, executor: str) -> Task | None:
-        """Set the node that should run the task (the seeds' manual assignment)."""
-        return self.store.update_task(id, {"executor": executor})
+        """Set the node that should run the task (the seeds' manual assignment).
+
+        A placement: the task's incarnation goes up by one, so a run it had before
+        (on this node or another) can no longer change it.
+        """
+        return self.store.update_task(id, {"executor": executor, "incarnation": Increment(1)})
 
     def update_attachments(self, id: str, attachments: BaseModel | dict[str, Any]) -> Task | None:
-        """Replace the task's attachments (stored by alias)."""
+        """Replace the task's attachments (stored by alias); their version goes up by one."""
         return self.store.update_task(id, {"attachments": attachments})
 
     def update_lifecycle_status(
