@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from fastapi.testclient import TestClient
 
@@ -329,3 +330,30 @@ def test_the_seeds_update_executor_is_a_placement_and_update_attachments_a_new_v
     assert repo.update_executor("seed", "skald_123").incarnation == 1
     assert repo.update_executor("seed", "skald_456").incarnation == 2
     assert repo.update_attachments("seed", {"fixFrame": 2}).attachments_version == 1
+
+
+def test_a_paused_task_stays_paused_when_its_node_restarts(skalds_backends, make_node, traces):
+    node = make_node()
+    trace = traces("nap")
+    node.store.create_task(
+        Task(
+            id="nap",
+            class_name="ProbeWorker",
+            executor=node.skald_id,
+            is_persistent=True,
+            attachments={"traceFile": str(trace), "mainSeconds": 120},
+        )
+    )
+    node.reconcile()
+    wait_for(lambda: "main" in read_lines(trace))
+    assert node.pause_task("nap")
+    assert stored(skalds_backends, "nap").lifecycle_status is S.PAUSED
+    node.stop()  # a node that stops leaves its tasks as they are in the store
+    assert not live_pids(trace)
+
+    again = make_node(skald_id=node.skald_id)
+    wait_for(lambda: again.supervisor.local("nap") is not None)
+    pid = again.supervisor.local("nap").pid  # paused at once: it may not trace its start
+    wait_for(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED)
+    assert stored(skalds_backends, "nap").lifecycle_status is S.PAUSED
+    assert again.supervisor.local("nap").status is S.PAUSED

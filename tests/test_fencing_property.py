@@ -346,10 +346,26 @@ class NodeMachine(RuleBasedStateMachine):
 
     # -- what users and controllers do (store first, then an event, as the API does) --------
 
-    @initialize()
-    def node_up(self) -> None:
+    @initialize(
+        starting=st.lists(
+            st.sampled_from(["created", "running", "paused"]),
+            min_size=TASKS_PER_EXAMPLE,
+            max_size=TASKS_PER_EXAMPLE,
+        )
+    )
+    def node_up(self, starting: list[str]) -> None:
+        """The node is up; each task starts Created, Running or Paused (through the
+        same asks as the rules), so the first steps already meet running work."""
         if self.world.node is None:
             self.world.start_node()
+        for i, state in enumerate(starting):
+            if state != "created":
+                self.assign(i)
+        self.settle()
+        for i, state in enumerate(starting):
+            if state == "paused":
+                self.pause_or_resume(i, paused=True)
+        self.settle()
 
     @rule(i=st.integers(0, TASKS_PER_EXAMPLE - 1))
     def assign(self, i: int) -> None:
@@ -434,6 +450,17 @@ class NodeMachine(RuleBasedStateMachine):
     @rule(seconds=st.sampled_from([0.0, 0.01, 0.05, 0.2]))
     def wait(self, seconds: float) -> None:
         time.sleep(seconds)
+
+    @precondition(lambda self: self.world.node is not None)
+    @rule()
+    def settle(self) -> None:
+        """Everything delivered once, in order, and reconciled: tasks reach what was
+        asked, so that the faults after it meet running and paused tasks too."""
+        assert self.world.node is not None
+        for msg in self.world.bus.take():
+            self.world.bus.deliver(msg)
+        self.world.node.reconcile()
+        time.sleep(0.02)
 
     @precondition(lambda self: self.world.node is not None)
     @rule()

@@ -13,7 +13,14 @@ from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.ports.store import Increment, Store, TaskQuery
 from skalds.utils.time import now_ms
 
-__all__ = ["MemoryStore", "apply_changes", "matches", "sort_key", "status_expected"]
+__all__ = [
+    "MemoryStore",
+    "apply_changes",
+    "changed_task",
+    "matches",
+    "sort_key",
+    "status_expected",
+]
 
 _Doc = dict[str, Any]
 
@@ -67,6 +74,19 @@ def apply_changes(doc: Mapping[str, Any], changes: Mapping[str, Any]) -> _Doc:
     Raises:
         ValueError: a value the Task model refuses, or a change of the id.
     """
+    return changed_task(doc, changes).to_document()
+
+
+def changed_task(doc: Mapping[str, Any], changes: Mapping[str, Any]) -> Task:
+    """The task ``doc`` becomes with ``changes`` (see :func:`apply_changes`), validated.
+
+    Its ``to_document()`` is what to store; the task itself may share nested values
+    with ``doc`` and ``changes`` (not with what it stores), so a store hands it out
+    without copying it again.
+
+    Raises:
+        ValueError: a value the Task model refuses, or a change of the id.
+    """
     merged = dict(doc)
     if "attachments" in changes and "attachments_version" not in changes:
         changes = {**changes, "attachments_version": Increment(1)}
@@ -82,9 +102,8 @@ def apply_changes(doc: Mapping[str, Any], changes: Mapping[str, Any]) -> _Doc:
         merged[name] = value
     if merged.get("id") != doc.get("id"):
         raise ValueError(f"task {doc.get('id')!r}: the id of a task cannot change")
-    new_doc = Task.model_validate(merged).to_document()
-    new_doc["updateDateTime"] = max(now_ms(), int(doc.get("updateDateTime") or 0))
-    return new_doc
+    merged["updateDateTime"] = max(now_ms(), int(doc.get("updateDateTime") or 0))
+    return Task.model_validate(merged)
 
 
 def _statuses_of(query: TaskQuery) -> frozenset[str] | None:
@@ -171,10 +190,10 @@ class MemoryStore(Store):
                 raise TaskNotFoundError(task_id)
             if not status_expected(doc, expected_status, expected_executor, expected_incarnation):
                 return None
-            new_doc = apply_changes(doc, changes)
+            task = changed_task(doc, changes)
             self._drop(task_id)
-            self._put(task_id, new_doc)
-            return Task.model_validate(copy.deepcopy(new_doc))
+            self._put(task_id, task.to_document())  # fresh containers: nothing shared
+            return task
 
     def delete_task(self, task_id: str) -> bool:
         with self._lock:

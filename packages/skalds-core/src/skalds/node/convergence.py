@@ -184,7 +184,9 @@ class Convergence:
                         task.id,
                         task.lifecycle_status.value,
                     )
-                self.supervisor.start_task(task, _LIVE)
+                started = self.supervisor.start_task(task, _LIVE)
+                if started and task.lifecycle_status is S.PAUSED:
+                    self.supervisor.set_paused(task.id, True)  # as it was asked to be
             return
         if local.incarnation != task.incarnation:
             logger.info(

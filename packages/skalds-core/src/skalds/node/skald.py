@@ -73,8 +73,10 @@ class _ListenerRelay:
     def worker_heartbeat(self, task_id: str, value: int) -> None:
         self._listener().worker_heartbeat(task_id, value)
 
-    def worker_update_applied(self, task_id: str, seq: int, error: str | None) -> None:
-        self._listener().worker_update_applied(task_id, seq, error)
+    def worker_update_applied(
+        self, task_id: str, seq: int, error: str | None, version: int | None = None
+    ) -> None:
+        self._listener().worker_update_applied(task_id, seq, error, version)
 
     def worker_exited(self, task_id: str, outcome: WorkerOutcome) -> None:
         self._listener().worker_exited(task_id, outcome)
@@ -487,15 +489,11 @@ class Skald:
             SkaldsError: the task does not run here.
             AttachmentValidationError: names the fields; the worker keeps its parameters.
         """
-        local = self.supervisor.local(task_id)
-        if local is None:
-            raise SkaldsError(f"task {task_id!r} is not running on node {self.skald_id}")
-        data = self.registry.get(local.class_name).cls.validate_attachments(attachments, task_id)
-        dumped = data.model_dump(mode="json", by_alias=True)
+        dumped = self.supervisor.validated(task_id, attachments)
         stored = self.store.update_task(task_id, {"attachments": dumped})
         if stored is None:  # pragma: no cover - no condition was given
             raise SkaldsError(f"task {task_id!r} could not be updated")
-        seq = self.supervisor.update(task_id, dumped, stored.attachments_version)
+        seq = self.supervisor.send_validated(task_id, dumped, stored.attachments_version)
         logger.info(
             "task %s: update %d (attachments version %d) sent to the worker",
             task_id,

@@ -348,18 +348,39 @@ class TaskSupervisor:
             SkaldsError: the task does not run here.
             AttachmentValidationError: the worker keeps its parameters; names the fields.
         """
-        assert self.runtime is not None
+        return self.send_validated(task_id, self.validated(task_id, attachments), version)
+
+    def validated(self, task_id: str, attachments: Any) -> dict[str, Any]:
+        """The attachments as the local run's worker class validates them (JSON form).
+
+        Raises:
+            SkaldsError: the task does not run here.
+            AttachmentValidationError: names the fields.
+        """
         local = self._ready(task_id)
         if local is None:
             raise SkaldsError(f"task {task_id!r} is not running on node {self.skald_id}")
         entry = self.registry.get(local.class_name)
         data = entry.cls.validate_attachments(attachments, task_id)
-        dumped = data.model_dump(mode="json", by_alias=True)
+        dumped: dict[str, Any] = data.model_dump(mode="json", by_alias=True)
+        return dumped
+
+    def send_validated(self, task_id: str, dumped: dict[str, Any], version: int) -> int:
+        """Send attachments :meth:`validated` returned; return the update's number.
+
+        Raises:
+            SkaldsError: the task does not run here (any more).
+        """
+        assert self.runtime is not None
+        local = self._ready(task_id)
+        if local is None:
+            raise SkaldsError(f"task {task_id!r} is not running on node {self.skald_id}")
         seq = self.runtime.send_update(task_id, dumped, version)
         with self.lock:
             local.attachments = dumped
             local.sent_version = max(local.sent_version, version)
-            local.update_versions[seq] = version
+            if seq not in local.updates:  # not answered already
+                local.update_versions[seq] = version
             local.update_events.setdefault(seq, threading.Event())
         return seq
 
@@ -460,14 +481,19 @@ class TaskSupervisor:
                 local.heartbeat = value
                 local.last_beat = time.monotonic()
 
-    def worker_update_applied(self, task_id: str, seq: int, error: str | None) -> None:
+    def worker_update_applied(
+        self, task_id: str, seq: int, error: str | None, version: int | None = None
+    ) -> None:
         with self.lock:
             local = self.tasks.get(task_id)
             if local is None:
                 return
             local.updates[seq] = error
             event = local.update_events.setdefault(seq, threading.Event())
-            version = local.update_versions.pop(seq, None)
+            # The worker says which version it had (an answer may come before update()
+            # filed the number it sent: then the number is all there is).
+            numbered = local.update_versions.pop(seq, None)
+            version = version if version is not None else numbered
             newer = error is None and version is not None and version > local.applied_version
             if newer:
                 assert version is not None

@@ -48,8 +48,13 @@ class WorkerListener(Protocol):
     def worker_heartbeat(self, task_id: str, value: int) -> None:
         """The worker is alive; ``value`` is its running counter (0-199)."""
 
-    def worker_update_applied(self, task_id: str, seq: int, error: str | None) -> None:
-        """The worker's update handler returned (``error`` set when it raised)."""
+    def worker_update_applied(
+        self, task_id: str, seq: int, error: str | None, version: int | None = None
+    ) -> None:
+        """The worker's update handler returned (``error`` set when it raised).
+
+        ``version`` is the attachments version of that update, as the worker got it.
+        """
 
     def worker_exited(self, task_id: str, outcome: WorkerOutcome) -> None:
         """The process is gone, with the outcome."""

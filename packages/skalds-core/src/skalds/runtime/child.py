@@ -130,7 +130,7 @@ class _Channel(WorkerReporter):
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             logger.exception("update handler of task %s raised", self._worker.task_id)
-        self.send("updated", seq=msg["seq"], error=error)
+        self.send("updated", seq=msg["seq"], version=msg.get("version"), error=error)
 
 
 def run_worker(conn: Connection, registry: WorkerRegistry) -> int:

@@ -444,7 +444,13 @@ class LocalRuntime(WorkerRuntime):
         if kind == "hb":
             self._listener.worker_heartbeat(task_id, int(msg["v"]))
         elif kind == "updated":
-            self._listener.worker_update_applied(task_id, int(msg["seq"]), msg.get("error"))
+            version = msg.get("version")
+            self._listener.worker_update_applied(
+                task_id,
+                int(msg["seq"]),
+                msg.get("error"),
+                version=version if isinstance(version, int) else None,
+            )
         elif kind == "failure":
             handle.failure = msg
         elif kind == "exit":

@@ -69,6 +69,7 @@ FRESH_BOOTSTRAP = (
 # Blocked from fork() until the child has its own handlers (see _Zygote._spawn).
 _FORK_BLOCKED = frozenset({_signal.SIGINT, _signal.SIGTERM, _signal.SIGCHLD})
 _PR_SET_PDEATHSIG = 1
+_PR_GET_PDEATHSIG = 2
 
 
 def _find_prctl() -> Callable[..., int] | None:
@@ -82,6 +83,21 @@ def _find_prctl() -> Callable[..., int] | None:
     except (OSError, AttributeError):
         return None
     return prctl
+
+
+def _warm_prctl() -> None:
+    """Call ``prctl`` once in the fork server (reading, changing nothing).
+
+    ctypes prepares its call machinery on first use; done here, each task process
+    shares it instead of copying the pages it writes (about 0.1 MB per task).
+    """
+    if _PRCTL is None:
+        return
+    import ctypes
+
+    current = ctypes.c_int(0)
+    with contextlib.suppress(Exception):
+        _PRCTL(_PR_GET_PDEATHSIG, ctypes.byref(current))
 
 
 _PRCTL = _find_prctl()
@@ -109,6 +125,7 @@ class _Zygote:
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(self.wake_w)
+        _warm_prctl()
         # Freeze, never collect: a collection here (or in a worker) would run the
         # finalizers of the node's unreachable objects, e.g. client libraries whose
         # threads do not exist in this process. Frozen objects stay shared, untouched.
