@@ -1,8 +1,11 @@
-"""Helpers of the fencing tests: which worker processes of a task live, nodes as OS processes.
+"""Helpers of the fencing tests: which worker processes of a task live, nodes as OS
+processes, where the store says a task runs.
 
 The ProbeWorker writes ``before pid=N pgid=M`` to its trace file as it starts; that
 record, written by the worker process itself, is what these tests trust to count the
 live copies of a task, not what Skalds says about it.
+
+Their fixtures (``controller``, ``make_node``, ``traces``) are in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import process_alive, read_lines
+from skalds.model.task import TaskLifecycleStatus
+from skalds.plugins import Backends
+from tests.helpers import process_alive, read_lines, stored
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,3 +126,9 @@ def wait_gone(pids: list[int], timeout: float) -> list[int]:
         time.sleep(0.05)
         alive = [pid for pid in alive if process_alive(pid)]
     return alive
+
+
+def running_on(backends: Backends, task_id: str, node_id: str) -> bool:
+    """Whether the store says the task is Running on ``node_id``."""
+    task = stored(backends, task_id)
+    return task.lifecycle_status is TaskLifecycleStatus.RUNNING and task.executor == node_id

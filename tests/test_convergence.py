@@ -12,71 +12,19 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from fastapi.testclient import TestClient
 
 from skalds.errors import BackendUnavailableError, ConfigError
 from skalds.model.task import Task, TaskLifecycleStatus
-from skalds.plugins import Backends
 from skalds.ports import Topic
-from skalds_controller import ControllerSettings, create_app
-from skalds_controller.background import Background, start_background
-from tests.fencing_helpers import ROOT, kill_leftovers, live_pids
+from tests.fencing_helpers import ROOT, live_pids, running_on
 from tests.helpers import collected_log, post_probe_task, read_lines, stored, wait_for
 from tests.workers import ProbeWorker
 
 S = TaskLifecycleStatus
-
-
-@pytest.fixture
-def controller(skalds_backends) -> Iterator[Callable[..., tuple[TestClient, Background]]]:
-    """``start(**settings)``: a controller's API and background on the shared backends."""
-    started: list[Background] = []
-
-    def start(**settings: Any) -> tuple[TestClient, Background]:
-        settings.setdefault("load_entry_points", False)
-        app = create_app(ControllerSettings(**settings), backends=skalds_backends)
-        background = start_background(app.state.context)
-        started.append(background)
-        return TestClient(app), background
-
-    yield start
-    for background in started:
-        background()
-
-
-@pytest.fixture
-def make_node(skalds_node_factory):
-    def make(**config: Any):
-        config.setdefault("cancel_grace_seconds", 0.5)
-        return skalds_node_factory(workers=[ProbeWorker], **config)
-
-    return make
-
-
-@pytest.fixture
-def traces(tmp_path) -> Iterator[Callable[[str], Path]]:
-    """``trace(task_id)``: the task's trace file; leftover workers are killed at the end."""
-    made: list[Path] = []
-
-    def trace(task_id: str) -> Path:
-        path = tmp_path / f"{task_id}.trace"
-        made.append(path)
-        return path
-
-    yield trace
-    for path in made:
-        kill_leftovers(path)
-
-
-def running_on(backends: Backends, task_id: str, node_id: str) -> bool:
-    task = stored(backends, task_id)
-    return task.lifecycle_status is S.RUNNING and task.executor == node_id
 
 
 # -- 4. a paused task's update ---------------------------------------------------------------------

@@ -16,11 +16,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from skalds.config.skald_config import SkaldConfig
 from skalds.memory import MemoryCache, MemoryEventBus, MemoryStore
@@ -28,18 +26,15 @@ from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.plugins import Backends, make_backends, make_plugin_manager
 from skalds.ports import Increment, Topic
 from skalds.ports.event_bus import BusMessage
-from skalds_controller import ControllerSettings, create_app
-from skalds_controller.background import Background, start_background
 from tests.fencing_helpers import (
     NodeProcess,
-    kill_leftovers,
     live_pids,
     node_processes,
+    running_on,
     started_pids,
     wait_gone,
 )
 from tests.helpers import post_probe_task, read_lines, stored, wait_for
-from tests.workers import ProbeWorker
 
 S = TaskLifecycleStatus
 REDIS_URL = os.environ.get("SKALDS_TEST_FENCING_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -90,52 +85,6 @@ def skalds_backends(backend_kind) -> Iterator[Backends]:
     yield backends
     backends.close()
     drop_database(services)
-
-
-@pytest.fixture
-def controller(skalds_backends) -> Iterator[Callable[..., tuple[TestClient, Background]]]:
-    """``start(**settings)``: a controller's API and background on the shared backends."""
-    started: list[Background] = []
-
-    def start(**settings: Any) -> tuple[TestClient, Background]:
-        settings.setdefault("load_entry_points", False)
-        app = create_app(ControllerSettings(**settings), backends=skalds_backends)
-        background = start_background(app.state.context)
-        started.append(background)
-        return TestClient(app), background
-
-    yield start
-    for background in started:
-        background()
-
-
-@pytest.fixture
-def make_node(skalds_node_factory):
-    def make(**config: Any):
-        config.setdefault("cancel_grace_seconds", 0.5)
-        return skalds_node_factory(workers=[ProbeWorker], **config)
-
-    return make
-
-
-@pytest.fixture
-def traces(tmp_path) -> Iterator[Callable[[str], Path]]:
-    """``trace(task_id)``: the task's trace file; leftover workers are killed at the end."""
-    made: list[Path] = []
-
-    def trace(task_id: str) -> Path:
-        path = tmp_path / f"{task_id}.trace"
-        made.append(path)
-        return path
-
-    yield trace
-    for path in made:
-        kill_leftovers(path)
-
-
-def running_on(backends: Backends, task_id: str, node_id: str) -> bool:
-    task = stored(backends, task_id)
-    return task.lifecycle_status is S.RUNNING and task.executor == node_id
 
 
 def holds_for(seconds: float, check: Callable[[], bool]) -> bool:
