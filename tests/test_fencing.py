@@ -200,6 +200,7 @@ def node_config(backend_kind, tmp_path) -> Iterator[dict[str, Any]]:
         "cancel_grace_seconds": 0.5,
         "load_entry_points": False,
         "log_path": str(tmp_path / "logs"),
+        "run_dir": str(tmp_path / "run"),  # its lock file, left behind by the kill
     }
     if backend_kind == "memory":
         config["store_url"] = f"sqlite:///{tmp_path / 'tasks.db'}"
@@ -257,6 +258,7 @@ def test_a_node_that_wakes_after_its_task_moved_stops_its_copy_at_once(traces, t
         "cancel_grace_seconds": 0.5,
         "load_entry_points": False,
         "log_path": str(tmp_path / "logs"),
+        "run_dir": str(tmp_path / "run"),
     }
     store = SqliteStore(str(db))
     trace = traces("sleepy")
