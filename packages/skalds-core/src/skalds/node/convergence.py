@@ -154,7 +154,9 @@ class Convergence:
             if supervisor.outcomes.unsaved(task.id):
                 continue
             fixes.append(self.lanes.submit_for(task.id, self._fix, task, at_start))
-        for task_id in list(supervisor.tasks):
+        with supervisor.lock:
+            local_ids = list(supervisor.tasks)
+        for task_id in local_ids:
             if task_id not in by_id:
                 fixes.append(self.lanes.submit_for(task_id, self._fix_gone, task_id))
         return fixes
