@@ -7,7 +7,7 @@ import dataclasses
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from skalds.memory import MemoryEventBus, MemoryStore
 from skalds.model.task import Task, TaskLifecycleStatus
 from skalds.plugins import Backends
 from skalds_controller import ControllerSettings, create_app
-from skalds_controller.background import Background, start_background
+from skalds_controller.background import start_background
 from skalds_controller.monitor import Monitor
 from tests.helpers import (
     SwitchableCache,
@@ -38,23 +38,6 @@ def skalds_backends() -> Iterator[Backends]:
     backends = Backends(MemoryEventBus(), SwitchableCache(), MemoryStore())
     yield backends
     backends.close()
-
-
-@pytest.fixture
-def controller(skalds_backends) -> Iterator[Callable[..., tuple[TestClient, Background]]]:
-    """``start(**settings)``: a controller's API and background on the shared backends."""
-    started: list[Background] = []
-
-    def start(**settings: Any) -> tuple[TestClient, Background]:
-        settings.setdefault("load_entry_points", False)
-        app = create_app(ControllerSettings(**settings), backends=skalds_backends)
-        background = start_background(app.state.context)
-        started.append(background)
-        return TestClient(app), background
-
-    yield start
-    for background in started:
-        background()
 
 
 @pytest.fixture

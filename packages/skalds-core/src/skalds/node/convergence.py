@@ -62,13 +62,7 @@ class Convergence:
         about an older run than the local one changes nothing.
         """
         local = self.supervisor.local(task_id)
-        if local is not None and incarnation is not None and incarnation < local.incarnation:
-            logger.debug(
-                "task %s: ignoring a cancel of run %d (run %d runs here)",
-                task_id,
-                incarnation,
-                local.incarnation,
-            )
+        if local is not None and self.supervisor.is_stale(local, incarnation, "cancel"):
             return False
         running = self.supervisor.cancel(task_id, incarnation)
         if local is not None:
@@ -102,8 +96,7 @@ class Convergence:
         local = self.supervisor.local(task_id)
         if local is None:
             return
-        if incarnation is not None and incarnation < local.incarnation:
-            logger.debug("task %s: ignoring an update of run %d", task_id, incarnation)
+        if self.supervisor.is_stale(local, incarnation, "attachments update"):
             return
         stored = self.store.get_task(task_id)
         if stored is None:

@@ -112,6 +112,21 @@ class TaskSupervisor:
     def run_of(self, local: LocalTask) -> Run:
         return Run(local.task_id, self.skald_id, local.incarnation)
 
+    @staticmethod
+    def is_stale(local: LocalTask, incarnation: int | None, what: str) -> bool:
+        """Whether an event (``what``) about run ``incarnation`` is older than the local
+        run: then it is ignored, with a debug line."""
+        if incarnation is None or incarnation >= local.incarnation:
+            return False
+        logger.debug(
+            "task %s: ignoring a %s of run %d (run %d runs here)",
+            local.task_id,
+            what,
+            incarnation,
+            local.incarnation,
+        )
+        return True
+
     # -- starting ------------------------------------------------------------------
 
     def start_task(self, task: Task, from_statuses: Collection[TaskLifecycleStatus]) -> bool:
@@ -323,13 +338,7 @@ class TaskSupervisor:
         local = self._ready(task_id)
         if local is None:
             return False
-        if incarnation is not None and local.incarnation > incarnation:
-            logger.debug(
-                "task %s: ignoring a cancel of run %d (run %d runs here)",
-                task_id,
-                incarnation,
-                local.incarnation,
-            )
+        if self.is_stale(local, incarnation, "cancel"):
             return False
         local.cancel_requested = True
         try:
