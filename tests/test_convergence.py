@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -19,12 +20,22 @@ import pytest
 
 from skalds.errors import BackendUnavailableError, ConfigError
 from skalds.model.task import Task, TaskLifecycleStatus
+from skalds.plugins import Backends
 from skalds.ports import Topic
 from tests.fencing_helpers import ROOT, live_pids, running_on
 from tests.helpers import collected_log, post_probe_task, read_lines, stored, wait_for
 from tests.workers import ProbeWorker
 
 S = TaskLifecycleStatus
+
+
+def running_then_paused(client, backends: Backends, task_id: str, trace: Path) -> None:
+    """Create a long ProbeWorker task through the API, wait until its worker runs, pause it."""
+    post_probe_task(client, task_id, trace, attachments={"mainSeconds": 120})
+    wait_for(lambda: stored(backends, task_id).lifecycle_status is S.RUNNING, 20)
+    wait_for(lambda: live_pids(trace))
+    assert client.post(f"/api/tasks/{task_id}/pause").is_success
+    wait_for(lambda: stored(backends, task_id).lifecycle_status is S.PAUSED, 10)
 
 
 # -- 4. a paused task's update ---------------------------------------------------------------------
@@ -36,11 +47,7 @@ def test_a_big_update_to_a_paused_task_reaches_it_on_resume_and_the_node_stays_r
     make_node()
     client, _ = controller()
     trace = traces("paused")
-    post_probe_task(client, "paused", trace, attachments={"mainSeconds": 120})
-    wait_for(lambda: stored(skalds_backends, "paused").lifecycle_status is S.RUNNING, 20)
-    wait_for(lambda: live_pids(trace))
-    assert client.post("/api/tasks/paused/pause").is_success
-    wait_for(lambda: stored(skalds_backends, "paused").lifecycle_status is S.PAUSED, 10)
+    running_then_paused(client, skalds_backends, "paused", trace)
 
     big = {"traceFile": str(trace), "label": "big", "payload": "x" * 600_000, "mainSeconds": 120}
     res = client.put("/api/tasks/paused/attachments", json={"attachments": big})
@@ -205,10 +212,7 @@ def test_a_paused_worker_gets_only_the_latest_of_several_updates_when_it_resumes
     make_node()
     client, _ = controller()
     trace = traces("latest")
-    post_probe_task(client, "latest", trace, attachments={"mainSeconds": 120})
-    wait_for(lambda: stored(skalds_backends, "latest").lifecycle_status is S.RUNNING, 20)
-    wait_for(lambda: live_pids(trace))
-    assert client.post("/api/tasks/latest/pause").is_success
+    running_then_paused(client, skalds_backends, "latest", trace)
     for n in range(1, 6):
         body = {"attachments": {"traceFile": str(trace), "label": f"v{n}", "mainSeconds": 120}}
         assert client.put("/api/tasks/latest/attachments", json=body).json()["updateHeld"]

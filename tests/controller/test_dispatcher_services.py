@@ -19,14 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from skalds.config.skald_config import SkaldConfig
 from skalds.model.task import TaskLifecycleStatus
 from skalds.node import keys
 from skalds.plugins import Backends, make_backends, make_plugin_manager
-from skalds_controller import ControllerSettings, create_app
-from skalds_controller.background import Background, start_background
 from tests.backends.kafka import KAFKA_ADDRESS, kafka_port_open
 from tests.backends.mongo import require_mongo
 from tests.backends.redis import connect_cache
@@ -87,27 +84,12 @@ def skalds_backends(services) -> Iterator[Backends]:
     backends.close()
 
 
-@pytest.fixture
-def controllers(skalds_backends) -> Iterator[Any]:
-    started: list[Background] = []
-
-    def start() -> tuple[TestClient, Background]:
-        app = create_app(ControllerSettings(load_entry_points=False), backends=skalds_backends)
-        background = start_background(app.state.context)
-        started.append(background)
-        return TestClient(app), background
-
-    yield start
-    for background in started:
-        background()
-
-
 def test_two_controllers_on_real_services_start_each_task_once(
-    skalds_backends, skalds_node_factory, controllers, tmp_path
+    skalds_backends, skalds_node_factory, controller, tmp_path
 ):
     for _ in range(2):
         skalds_node_factory(workers=[ProbeWorker], cancel_grace_seconds=0.5)
-    (first, first_bg), (second, second_bg) = controllers(), controllers()
+    (first, first_bg), (second, second_bg) = controller(), controller()
     for i in range(30):
         post_probe_task(first if i % 2 else second, f"t{i}", tmp_path / f"t{i}")
     for i in range(30):
@@ -119,10 +101,10 @@ def test_two_controllers_on_real_services_start_each_task_once(
 
 
 def test_a_task_placed_as_it_is_created_runs_once_on_real_services(
-    skalds_backends, skalds_node_factory, controllers, tmp_path
+    skalds_backends, skalds_node_factory, controller, tmp_path
 ):
     node = skalds_node_factory(workers=[ProbeWorker], cancel_grace_seconds=0.5)
-    client, background = controllers()
+    client, background = controller()
     dispatcher = background.dispatcher
     assert dispatcher is not None
     wait_for(lambda: node.skald_id in (dispatcher._slots or {}), 30)  # a pass counted it
@@ -146,7 +128,7 @@ def _kill_groups(trace: Path) -> None:
 
 
 def test_a_sigkilled_nodes_persistent_task_runs_elsewhere_within_seconds(
-    services, skalds_backends, skalds_node_factory, controllers, tmp_path
+    services, skalds_backends, skalds_node_factory, controller, tmp_path
 ):
     doomed_id = f"doomed-{uuid.uuid4().hex[:6]}"
     args = [services[k] for k in ("event_bus_url", "cache_url", "store_url", "db_name")]
@@ -159,7 +141,7 @@ def test_a_sigkilled_nodes_persistent_task_runs_elsewhere_within_seconds(
     try:
         wait_for(lambda: doomed_id in skalds_backends.cache.hash_get_all(keys.SKALDS_HASH), 30)
         heir = skalds_node_factory(workers=[ProbeWorker], cancel_grace_seconds=0.5)
-        client, _ = controllers()
+        client, _ = controller()
         long_run = {"mainSeconds": 20}
         post_probe_task(client, "keep", tmp_path / "keep", executor=doomed_id, isPersistent=True,
                attachments=long_run)  # fmt: skip

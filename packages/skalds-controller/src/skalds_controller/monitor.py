@@ -266,15 +266,8 @@ class Monitor:
                 f"node {node_id} went offline while the task was {was.value}; "
                 "re-queued for another node"
             )
-            moved = self.transitions.move(
-                task.id,
-                {was},
-                S.CREATED,
-                reason,
-                expected_executor=node_id,
-                expected_incarnation=task.incarnation,
-                executor=None,
-                not_before=None,
+            moved = self.transitions.move_run(
+                task, {was}, S.CREATED, reason, executor=None, not_before=None
             )
             if moved is not None:  # the store says Created: the event is a hint
                 self.transitions.publish(Topic.TASK_CREATED, task.id, wait=False)
@@ -284,15 +277,7 @@ class Monitor:
         reason = f"node {node_id} went offline while the task was {was.value}"
         if task.mode is ModeEnum.ACTIVE:
             reason += " (a task of the node's YAML file: it restarts with the node)"
-        moved = self.transitions.move(
-            task.id,
-            {was},
-            S.FAILED,
-            reason,
-            expected_executor=node_id,
-            expected_incarnation=task.incarnation,
-        )
-        if moved is not None:
+        if self.transitions.move_run(task, {was}, S.FAILED, reason) is not None:
             self.counts["failed"] += 1
             logger.warning("task %s failed: %s", task.id, reason)
 
@@ -345,15 +330,7 @@ class Monitor:
             f"the worker stopped sending heartbeats: task:{task_id}:heartbeat expired "
             f"while node {node_id} is online (the worker hangs or was stopped)"
         )
-        moved = self.transitions.move(
-            task_id,
-            {S.RUNNING},
-            S.FAILED,
-            reason,
-            expected_executor=node_id,
-            expected_incarnation=task.incarnation,
-        )
-        if moved is not None:
+        if self.transitions.move_run(task, {S.RUNNING}, S.FAILED, reason) is not None:
             self.transitions.publish(
                 Topic.TASK_CANCEL, task_id, recipient=node_id, incarnation=task.incarnation
             )

@@ -77,6 +77,26 @@ class Transitions:
             )
         return moved
 
+    def move_run(
+        self,
+        task: Task,
+        expected: Collection[TaskLifecycleStatus],
+        status: TaskLifecycleStatus,
+        reason: str | None = None,
+        **changes: Any,
+    ) -> Task | None:
+        """:meth:`move` the run of ``task`` read before deciding: only while the store
+        still holds it on the same executor in the same incarnation."""
+        return self.move(
+            task.id,
+            expected,
+            status,
+            reason,
+            expected_executor=task.executor,
+            expected_incarnation=task.incarnation,
+            **changes,
+        )
+
     def publish(
         self,
         topic: Topic,

@@ -118,7 +118,7 @@ class Convergence:
         if local is None or local.incarnation != incarnation:
             return False
         stored = self.store.get_task(task_id)
-        if stored is None or not self._mine(local, stored):
+        if stored is None or not self.supervisor.run_of(local).held_by(stored):
             return False
         return self._converge_status(local, stored)
 
@@ -206,7 +206,7 @@ class Convergence:
         stored = self.store.get_task(task_id)
         if (
             stored is not None
-            and self._mine(local, stored)
+            and self.supervisor.run_of(local).held_by(stored)
             and not stored.lifecycle_status.is_final
         ):
             return  # changed since the listing: the next reconcile looks again
@@ -218,9 +218,6 @@ class Convergence:
         )
         logger.info("reconcile: stopping task %s (%s)", task_id, why)
         self.supervisor.cancel(task_id, local.incarnation)
-
-    def _mine(self, local: LocalTask, stored: Task) -> bool:
-        return stored.executor == self.skald_id and stored.incarnation == local.incarnation
 
     def _converge_status(self, local: LocalTask, stored: Task) -> bool:
         """Pause or resume the local run as the store says; True when it changed."""

@@ -47,6 +47,10 @@ class Run:
     executor: str
     incarnation: int
 
+    def held_by(self, task: Task) -> bool:
+        """Whether the store's ``task`` is this run (this executor, this incarnation)."""
+        return task.executor == self.executor and task.incarnation == self.incarnation
+
 
 def _as_stored(task: Task, outcome: WorkerOutcome) -> WorkerOutcome:
     """The end of a run as the store holds it (the worker's traceback kept if it failed)."""
@@ -173,12 +177,7 @@ class Outcomes:
     def _ended_run(self, run: Run) -> Task | None:
         """The task if the store holds ``run`` with an end; else ``None``."""
         task = self.backends.store.get_task(run.task_id)
-        if (
-            task is None
-            or task.executor != run.executor
-            or task.incarnation != run.incarnation
-            or not task.lifecycle_status.is_final
-        ):
+        if task is None or not run.held_by(task) or not task.lifecycle_status.is_final:
             return None
         return task
 

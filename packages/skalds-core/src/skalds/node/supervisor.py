@@ -400,7 +400,7 @@ class TaskSupervisor:
         this run, or refused: then the reason is logged and told as ``UpdateFailed``).
         """
         local = self._ready(stored.id)
-        if local is None or not self._same_run(local, stored):
+        if local is None or not self.run_of(local).held_by(stored):
             return None
         if stored.attachments_version <= local.sent_version:
             return None
@@ -471,9 +471,6 @@ class TaskSupervisor:
                     return False
                 self._ended.wait(left)
         return True
-
-    def _same_run(self, local: LocalTask, stored: Task) -> bool:
-        return stored.executor == self.skald_id and stored.incarnation == local.incarnation
 
     # -- runtime reports (runtime thread) -------------------------------------------
 
